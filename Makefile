@@ -1,0 +1,32 @@
+# Each target sets up what it needs on a fresh machine: .venv is created and filled on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NOTEBOOK_DIRS := $(wildcard notebooks solutions)
+LINT_PATHS := course_utils tests benchmarks scripts $(NOTEBOOK_DIRS)
+
+.PHONY: course test lab lint format bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# One stamp per extra set: reinstall when pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[$*]"
+	touch $@
+
+course: $(VENV)/.installed-lab
+	$(BIN)/python scripts/run_course.py notebooks build
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	COURSE_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadscope \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 tests $(NOTEBOOK_DIRS)
+
+lab: $(VENV)/.installed-lab
+	$(BIN)/jupyter lab notebooks
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)

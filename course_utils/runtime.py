@@ -1,0 +1,109 @@
+"""Where code runs and how big it runs: device, profile, seeding, timing."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+PROFILES = ("ci", "cpu", "gpu")
+T = TypeVar("T")
+
+
+def device() -> torch.device:
+    """The best available device: cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A run size: `ci` (seconds on 2 CPU cores), `cpu` (a laptop) or `gpu` (a real GPU)."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in PROFILES:
+            raise ValueError(f"profile name must be one of {PROFILES}, got {self.name!r}")
+
+    def pick(self, *, ci: T, cpu: T, gpu: T) -> T:
+        """The value given for this profile."""
+        return {"ci": ci, "cpu": cpu, "gpu": gpu}[self.name]
+
+
+def profile() -> Profile:
+    """The run profile from `COURSE_PROFILE`, else `gpu` when CUDA is present, else `cpu`."""
+    name = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    if not name:
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise ValueError(
+            f"COURSE_PROFILE must be one of {', '.join(PROFILES)} (or unset for auto), got {name!r}"
+        )
+    return Profile(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a torch generator seeded the same."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Measurement:
+    """Wall time and peak memory of a measured block (filled in when the block ends)."""
+
+    label: str
+    seconds: float = 0.0
+    peak_bytes: int = 0
+    memory_kind: str = field(default="")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.label}: {self.seconds:.2f} s, peak {self.memory_kind} "
+            f"{self.peak_bytes / 2**20:.1f} MiB"
+        )
+
+
+def _max_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+@contextmanager
+def measure(label: str = "block", *, report: bool = True) -> Iterator[Measurement]:
+    """Measure a block's wall time and peak memory (CUDA allocations on a GPU, else process RSS)."""
+    m = Measurement(label)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    try:
+        yield m
+    finally:
+        if cuda:
+            torch.cuda.synchronize()
+            m.peak_bytes, m.memory_kind = torch.cuda.max_memory_allocated(), "CUDA"
+        else:
+            m.peak_bytes, m.memory_kind = _max_rss_bytes(), "process RSS"
+        m.seconds = time.perf_counter() - start
+        if report:
+            print(m)

@@ -1,0 +1,65 @@
+"""Execute every lesson notebook in order and write the executed HTML (used by `make course`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbconvert import HTMLExporter
+from tqdm.auto import tqdm
+
+
+def run(notebook: Path, out_dir: Path, timeout: int) -> float:
+    """Execute one notebook in its own folder, write `<out_dir>/<name>.html`, return seconds."""
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": notebook.parent}},
+    )
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        html, _ = HTMLExporter().from_notebook_node(nb)
+        (out_dir / f"{notebook.stem}.html").write_text(html, encoding="utf-8")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    """Run the course; stop at the first failing notebook with its name and the cell's error."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("notebooks", type=Path, help="folder of lesson notebooks")
+    parser.add_argument("out", type=Path, help="folder for the executed HTML")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    args = parser.parse_args()
+    notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        print(f"no lesson notebooks found in {args.notebooks}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(notebooks, unit="notebook")
+    for notebook in bar:
+        bar.set_description(notebook.stem)
+        try:
+            seconds = run(notebook, args.out, args.timeout)
+        except CellExecutionError as exc:
+            bar.close()
+            print(f"\nFAILED: {notebook}\n{exc}", file=sys.stderr)
+            print(
+                f"The partly executed notebook is in {args.out / notebook.stem}.html",
+                file=sys.stderr,
+            )
+            return 1
+        tqdm.write(f"{notebook.name}: {seconds:.1f} s -> {args.out / notebook.stem}.html")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
