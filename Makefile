@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 NOTEBOOK_DIRS := $(wildcard notebooks solutions)
-LINT_PATHS := course_utils tests benchmarks scripts $(NOTEBOOK_DIRS)
+LINT_PATHS := $(wildcard course_utils tests benchmarks scripts) $(NOTEBOOK_DIRS)
 
 .PHONY: course test lab lint format bench
 
