@@ -262,7 +262,9 @@ def fit_chinchilla(
             )
         )
     )
-    scores = [_chinchilla_objective(theta, log_N, log_D, log_L)[0] for theta in grid]
+    a, b, e, alpha, beta = (grid[:, i, None] for i in range(5))  # score the whole grid at once
+    prediction = np.logaddexp(np.logaddexp(a - alpha * log_N, b - beta * log_D), e)
+    scores = _huber(log_L - prediction, HUBER_DELTA)[0].sum(axis=1)
     best = None
     for index in np.argsort(scores)[:starts]:
         result = minimize(
@@ -411,20 +413,18 @@ def load_pythia(
     dtype: torch.dtype | None = None,
     root: str | os.PathLike | None = None,
 ) -> torch.nn.Module:
-    """A Pythia checkpoint in eval mode: `EleutherAI/pythia-<size>` at revision `step<N>` from the
-    Hugging Face Hub (cached in the course cache), or `<root>/<size>/step<N>` from a local folder
-    such as the one `mini_suite` writes."""
+    """A Pythia checkpoint in eval mode, as `dtype` (default float32): `EleutherAI/pythia-<size>`
+    at revision `step<N>` from the Hugging Face Hub (cached in the course cache), or
+    `<root>/<size>/step<N>` from a local folder such as the one `mini_suite` writes."""
     from transformers import GPTNeoXForCausalLM
 
     path = _pythia_path(size, step, deduped, root)
+    hub = {} if root is not None else {"revision": f"step{step}", "cache_dir": _hub_cache()}
     with _quiet_transformers():
-        if root is not None:
-            model = GPTNeoXForCausalLM.from_pretrained(path, dtype=dtype)
-        else:
-            model = GPTNeoXForCausalLM.from_pretrained(
-                path, revision=f"step{step}", cache_dir=_hub_cache(), dtype=dtype
-            )
-    return model.eval()
+        model = GPTNeoXForCausalLM.from_pretrained(path, **hub)
+    # cast after loading: Hub checkpoints may be stored in float16, and the dtype keyword of
+    # from_pretrained changed name across transformers versions
+    return model.to(dtype or torch.float32).eval()
 
 
 def pythia_tokenizer() -> Callable[[str], list[int]]:

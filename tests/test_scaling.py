@@ -219,6 +219,34 @@ def test_load_pythia_rejects_unknown_checkpoints_before_any_download(size, step)
         load_pythia(size, step)
 
 
+def test_load_pythia_asks_the_hub_for_the_revision(monkeypatch, tmp_path):
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    calls = []
+
+    def fake_from_pretrained(path, **kwargs):  # no network: record the request instead
+        calls.append((path, kwargs))
+        config = GPTNeoXConfig(
+            vocab_size=16,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            intermediate_size=32,
+        )
+        return GPTNeoXForCausalLM(config).half()
+
+    monkeypatch.setattr(GPTNeoXForCausalLM, "from_pretrained", fake_from_pretrained)
+    model = load_pythia("160m", 2000, deduped=True)
+    assert calls == [
+        (
+            "EleutherAI/pythia-160m-deduped",
+            {"revision": "step2000", "cache_dir": str(tmp_path / "huggingface")},
+        )
+    ]
+    assert next(model.parameters()).dtype == torch.float32 and not model.training
+
+
 # ------------------------------------------------------------------ mini suite, loader, CSV
 
 SIZES = ["3k", "25k"]
