@@ -1,0 +1,355 @@
+"""SimCLR augmentation of a whole batch at once, with every random parameter drawn per sample.
+
+torchvision's transforms applied to a batch tensor draw ONE set of random parameters for the whole
+batch, which silently breaks SimCLR (all images get the same crop and colours). `SimCLRAugment`
+draws a crop box, flip, jitter factors, jitter order, grayscale and blur decision for EACH sample,
+then applies them with whole-batch tensor ops: one `affine_grid`/`grid_sample` for crop + flip +
+resize, and colour ops that follow `torchvision.transforms.v2.functional` formulas exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
+BLUR_SIGMA = (0.1, 2.0)  # SimCLR's Gaussian blur sigma range
+BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)  # jitter op ids, as torchvision's ColorJitter
+
+
+@dataclass
+class AugmentParams:
+    """Per-sample random parameters of one `SimCLRAugment` call (1-D CPU tensors of length B)."""
+
+    top: torch.Tensor  # crop box, in input pixels (int64)
+    left: torch.Tensor
+    height: torch.Tensor
+    width: torch.Tensor
+    flip: torch.Tensor  # bool: horizontal flip
+    jitter: torch.Tensor  # bool: colour jitter applied
+    order: torch.Tensor  # (B, 4) int64: jitter op ids in the order they are applied
+    brightness: torch.Tensor  # jitter factors (float32)
+    contrast: torch.Tensor
+    saturation: torch.Tensor
+    hue: torch.Tensor
+    gray: torch.Tensor  # bool: converted to grayscale
+    blur: torch.Tensor  # bool: Gaussian blur applied
+    sigma: torch.Tensor  # blur sigma (float32)
+
+    def __len__(self) -> int:
+        return len(self.top)
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        """Sample i's parameters as Python numbers (order as a list)."""
+        return {f.name: getattr(self, f.name)[i].tolist() for f in fields(self)}
+
+
+def _probability(value: float, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+    return float(value)
+
+
+def _range(value: Sequence[float], name: str, low: float, high: float) -> tuple[float, float]:
+    if not isinstance(value, Sequence) or len(value) != 2:
+        raise TypeError(f"{name} must be a (min, max) pair of numbers, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise TypeError(f"{name} must be a (min, max) pair of numbers, got {value!r}")
+    lo, hi = float(value[0]), float(value[1])
+    if not low < lo <= hi <= high:
+        raise ValueError(f"{name} must satisfy {low} < min <= max <= {high}, got {value!r}")
+    return lo, hi
+
+
+def _floats(value: Sequence[float], name: str, *, positive: bool) -> tuple[float, ...]:
+    if not isinstance(value, Sequence) or len(value) == 0:
+        raise TypeError(f"{name} must be a non-empty sequence of numbers, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise TypeError(f"{name} must be a non-empty sequence of numbers, got {value!r}")
+    if positive and min(value) <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma (B, 1, ...) of RGB (B, 3, ...) with torchvision's weights."""
+    r, g, b = x.unbind(1)
+    return (
+        (r * GRAY_WEIGHTS[0]).add_(g, alpha=GRAY_WEIGHTS[1]).add_(b, alpha=GRAY_WEIGHTS[2])[:, None]
+    )
+
+
+def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of RGB images (B, 3, ...) in [0, 1] by per-sample `factor` (B,) turns.
+
+    Same result as torchvision's RGB -> HSV -> shift -> RGB round trip, computed without building
+    HSV: the shifted image keeps each pixel's max and min channel, and channel n takes
+    max - chroma * clamp(min(k, 4 - k), 0, 1) with k = (n + 6 * hue) mod 6, n = 5, 3, 1 for R, G, B.
+    """
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    chroma = maxc - minc
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    # 6 * hue, as torchvision: max channel R first, then G, else B (range [-1, 5) before the mod).
+    h6 = torch.where(
+        maxc == r,
+        (g - b) / safe,
+        torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
+    )
+    h6 = h6[:, None] + 6.0 * factor.view(-1, 1, *([1] * (x.dim() - 2)))
+    k = h6 + torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, *([1] * (x.dim() - 2)))
+    k = k.remainder_(6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return maxc[:, None] - chroma[:, None] * ramp
+
+
+def _gaussian_kernels(size: int, sigma: torch.Tensor) -> torch.Tensor:
+    """(B, size) normalised 1-D Gaussian kernels, one per sigma, as torchvision samples them."""
+    x = torch.linspace(-(size - 1) / 2, (size - 1) / 2, size, device=sigma.device)
+    return torch.softmax(-0.5 * (x / sigma[:, None]) ** 2, dim=1)
+
+
+class SimCLRAugment(nn.Module):
+    """SimCLR views of a batch: per-sample random resized crop, flip, colour jitter, grayscale, blur.
+
+    Input: uint8 (values 0..255) or float (values in [0, 1]) images (B, C, H, W), C = 1 or 3, on
+    any device. Output: float32 (B, C, size, size), normalised with `mean` and `std`. Parameters
+    follow torchvision: `scale`/`ratio` as RandomResizedCrop, `jitter` = (brightness, contrast,
+    saturation, hue) as ColorJitter (applied with probability `jitter_p`, ops in a random order per
+    sample), `gray_p` as RandomGrayscale, `blur_p` a Gaussian blur with kernel ~10% of `size` and
+    sigma in [0.1, 2]. Grayscale input skips saturation, hue and grayscale (as torchvision does).
+    Random parameters are drawn on the CPU (with `generator` if given), so a seeded generator gives
+    the same views on every device. Crops larger than `size` are resized bilinearly without
+    antialiasing (torchvision antialiases); crops up to `size` match torchvision's resize.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        scale: Sequence[float] = (0.08, 1.0),
+        ratio: Sequence[float] = (3 / 4, 4 / 3),
+        flip_p: float = 0.5,
+        jitter: Sequence[float] = (0.4, 0.4, 0.4, 0.1),
+        jitter_p: float = 0.8,
+        gray_p: float = 0.2,
+        blur_p: float = 0.0,
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.5,),
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise TypeError(f"size must be an int, got {type(size).__name__}")
+        if size <= 0:
+            raise ValueError(f"size must be positive, got {size}")
+        self.size = size
+        self.scale = _range(scale, "scale", 0.0, 1.0)
+        self.ratio = _range(ratio, "ratio", 0.0, math.inf)
+        self.flip_p = _probability(flip_p, "flip_p")
+        self.jitter_p = _probability(jitter_p, "jitter_p")
+        self.gray_p = _probability(gray_p, "gray_p")
+        self.blur_p = _probability(blur_p, "blur_p")
+        strengths = _floats(jitter, "jitter", positive=False)
+        if len(strengths) != 4:
+            raise ValueError(
+                f"jitter must be (brightness, contrast, saturation, hue), got {jitter!r}"
+            )
+        if min(strengths) < 0 or strengths[3] > 0.5:
+            raise ValueError(f"jitter strengths must be >= 0 and hue <= 0.5, got {jitter!r}")
+        self.jitter = strengths
+        self.blur_kernel = max(3, 2 * (size // 20) + 1)  # odd, ~10% of the image side as SimCLR
+        mean_t = torch.tensor(_floats(mean, "mean", positive=False))
+        std_t = torch.tensor(_floats(std, "std", positive=True))
+        self.register_buffer("mean", mean_t, persistent=False)
+        self.register_buffer("std", std_t, persistent=False)
+        if generator is not None and (
+            not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
+        ):
+            raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        return (
+            f"size={self.size}, scale={self.scale}, ratio={self.ratio}, flip_p={self.flip_p}, "
+            f"jitter={self.jitter}, jitter_p={self.jitter_p}, gray_p={self.gray_p}, "
+            f"blur_p={self.blur_p}"
+        )
+
+    def _uniform(self, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator).mul_(high - low).add_(low)
+
+    def sample_params(self, batch: int, height: int, width: int) -> AugmentParams:
+        """Draw per-sample parameters for `batch` images of `height` x `width` (on the CPU)."""
+        # RandomResizedCrop: up to 10 tries of (area, log-ratio) per sample, first fitting one wins.
+        tries = 10
+        area = height * width * self._uniform((batch, tries), *self.scale).double()
+        log_ratio = self._uniform((batch, tries), math.log(self.ratio[0]), math.log(self.ratio[1]))
+        aspect = log_ratio.double().exp()
+        w = torch.round(torch.sqrt(area * aspect)).long()
+        h = torch.round(torch.sqrt(area / aspect)).long()
+        fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+        first = torch.argmax(fits.int(), dim=1, keepdim=True)  # first fitting try
+        any_fit = fits.any(dim=1)
+        w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+        # Fallback when no try fits: centre crop of the whole image clamped to the ratio range.
+        in_ratio = width / height
+        if in_ratio < self.ratio[0]:
+            fw, fh = width, int(round(width / self.ratio[0]))
+        elif in_ratio > self.ratio[1]:
+            fw, fh = int(round(height * self.ratio[1])), height
+        else:
+            fw, fh = width, height
+        w = torch.where(any_fit, w, fw)
+        h = torch.where(any_fit, h, fh)
+        pos = torch.rand(batch, 2, generator=self.generator, dtype=torch.float64)
+        top = torch.where(any_fit, (pos[:, 0] * (height - h + 1)).long(), (height - fh) // 2)
+        left = torch.where(any_fit, (pos[:, 1] * (width - w + 1)).long(), (width - fw) // 2)
+
+        bri, con, sat, hue = self.jitter
+        coins = torch.rand(batch, 4, generator=self.generator)
+        return AugmentParams(
+            top=top,
+            left=left,
+            height=h,
+            width=w,
+            flip=coins[:, 0] < self.flip_p,
+            jitter=coins[:, 1] < self.jitter_p,
+            order=torch.argsort(torch.rand(batch, 4, generator=self.generator), dim=1),
+            brightness=self._uniform((batch,), max(0.0, 1 - bri), 1 + bri),
+            contrast=self._uniform((batch,), max(0.0, 1 - con), 1 + con),
+            saturation=self._uniform((batch,), max(0.0, 1 - sat), 1 + sat),
+            hue=self._uniform((batch,), -hue, hue),
+            gray=coins[:, 2] < self.gray_p,
+            blur=coins[:, 3] < self.blur_p,
+            sigma=self._uniform((batch,), *BLUR_SIGMA),
+        )
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dtype != torch.uint8 and not x.is_floating_point():
+            raise TypeError(f"x must be uint8 or floating point, got {x.dtype}")
+        if x.dim() != 4:
+            raise ValueError(f"x must be a batch (B, C, H, W), got shape {tuple(x.shape)}")
+        c = x.shape[1]
+        if c not in (1, 3):
+            raise ValueError(f"x must have 1 or 3 channels, got {c}")
+        for name, t in (("mean", self.mean), ("std", self.std)):
+            if len(t) not in (1, c):
+                raise ValueError(f"{name} has {len(t)} values; the images have {c} channels")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One augmented, normalised view (B, C, size, size) of each image in `x`."""
+        self._check_input(x)
+        return self.apply_params(x, self.sample_params(x.shape[0], x.shape[2], x.shape[3]))
+
+    def apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """The views of `x` (B, C, H, W) for given per-sample `params` (deterministic)."""
+        self._check_input(x)
+        if len(params) != x.shape[0]:
+            raise ValueError(f"params are for {len(params)} samples, x has {x.shape[0]}")
+        dev = x.device
+        x = self._crop(x, params)
+        if x.shape[1] == 3:
+            x = self._jitter_rgb(x, params)
+            idx = params.gray.nonzero()[:, 0].to(dev)
+            if len(idx):
+                x[idx] = rgb_to_gray(x[idx]).expand(-1, 3, -1, -1)
+        else:
+            x = self._jitter_gray(x, params)
+        idx = params.blur.nonzero()[:, 0].to(dev)
+        if len(idx):
+            x[idx] = self._blur(x[idx], params.sigma[idx.cpu()].to(dev))
+        mean = self.mean.to(dev).view(1, -1, 1, 1)
+        std = self.std.to(dev).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def _crop(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """Crop, flip and bilinearly resize every sample with one affine_grid + grid_sample."""
+        b, c, height, width = x.shape
+        dev = x.device
+        scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
+        x = x.float()
+        top, left = params.top.double(), params.left.double()
+        h, w = params.height.double(), params.width.double()
+        sign = 1.0 - 2.0 * params.flip.double()
+        # Output pixel centre u in [-1, 1] (align_corners=False) -> input x = u * w / W + (2j + w) / W - 1
+        theta = torch.zeros(b, 2, 3, dtype=torch.float64)
+        theta[:, 0, 0] = sign * w / width
+        theta[:, 0, 2] = (2 * left + w) / width - 1
+        theta[:, 1, 1] = h / height
+        theta[:, 1, 2] = (2 * top + h) / height - 1
+        # Keep samples inside the crop box (resize clamps at the crop's edge, not the image's).
+        lo = torch.stack(((2 * left + 1) / width - 1, (2 * top + 1) / height - 1), 1)
+        hi = torch.stack(((2 * (left + w) - 1) / width - 1, (2 * (top + h) - 1) / height - 1), 1)
+        bounds = torch.cat((theta.flatten(1), lo, hi), 1).float().to(dev, non_blocking=True)
+        theta, lo, hi = bounds[:, :6].view(b, 2, 3), bounds[:, 6:8], bounds[:, 8:10]
+        grid = F.affine_grid(theta, [b, c, self.size, self.size], align_corners=False)
+        grid = torch.maximum(torch.minimum(grid, hi[:, None, None]), lo[:, None, None])
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.mul_(scale) if scale != 1.0 else out
+
+    def _jitter_rgb(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """ColorJitter with per-sample factors and op order (torchvision formulas, clamped to [0, 1])."""
+        dev = x.device
+        b = x.shape[0]
+        on = params.jitter
+        if not on.any() or not any(self.jitter):
+            return x
+        factors = torch.stack((params.brightness, params.contrast, params.saturation), 1)
+        for k in range(4):
+            op = params.order[:, k]
+            # Brightness, contrast and saturation are all  f * x + (1 - f) * other, clamped:
+            # other = 0 (brightness), mean grayscale (contrast), grayscale (saturation).
+            linear = on & (op != HUE)
+            if linear.any():
+                f = torch.where(linear, factors.gather(1, op.clamp(max=2)[:, None])[:, 0], 1.0)
+                w_gray = torch.where(linear & (op == SATURATION), 1 - f, 0.0)
+                w_mean = torch.where(linear & (op == CONTRAST), 1 - f, 0.0)
+                coef = torch.stack((f, w_gray, w_mean), 1).to(dev, non_blocking=True)
+                f, w_gray, w_mean = (coef[:, i].view(b, 1, 1, 1) for i in range(3))
+                gray = rgb_to_gray(x)
+                other = gray * w_gray + gray.mean((2, 3), keepdim=True) * w_mean
+                x = torch.addcmul(other, x, f).clamp_(0.0, 1.0)
+            idx = (on & (op == HUE)).nonzero()[:, 0]
+            if self.jitter[3] > 0 and len(idx):
+                idx_dev = idx.to(dev)
+                x[idx_dev] = adjust_hue(x[idx_dev], params.hue[idx].to(dev))
+        return x
+
+    def _jitter_gray(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """Brightness and contrast on 1-channel images (saturation and hue do not apply)."""
+        dev = x.device
+        b = x.shape[0]
+        for k in range(4):
+            op = params.order[:, k]
+            linear = params.jitter & ((op == BRIGHTNESS) | (op == CONTRAST))
+            if not linear.any():
+                continue
+            f = torch.where(
+                linear, torch.where(op == BRIGHTNESS, params.brightness, params.contrast), 1.0
+            )
+            w_mean = torch.where(linear & (op == CONTRAST), 1 - f, 0.0)
+            coef = torch.stack((f, w_mean), 1).to(dev)
+            f, w_mean = coef[:, 0].view(b, 1, 1, 1), coef[:, 1].view(b, 1, 1, 1)
+            x = torch.addcmul(x.mean((2, 3), keepdim=True) * w_mean, x, f).clamp_(0.0, 1.0)
+        return x
+
+    def _blur(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian blur of each sample with its own sigma, reflect padding as torchvision."""
+        b, c, height, width = x.shape
+        size = self.blur_kernel
+        kernel = _gaussian_kernels(size, sigma).repeat_interleave(c, 0)  # (B * C, size)
+        pad = size // 2
+        y = F.pad(x.reshape(1, b * c, height, width), (pad, pad, pad, pad), mode="reflect")
+        y = F.conv2d(y, kernel.view(b * c, 1, 1, size), groups=b * c)
+        y = F.conv2d(y, kernel.view(b * c, 1, size, 1), groups=b * c)
+        return y.view(b, c, height, width)
