@@ -87,27 +87,34 @@ def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Rotate the HSV hue of RGB images (B, 3, ...) in [0, 1] by per-sample `factor` (B,) turns.
+    """Rotate the HSV hue of RGB images (B, 3, H, W) in [0, 1] by per-sample `factor` (B,) turns.
 
     Same result as torchvision's RGB -> HSV -> shift -> RGB round trip, computed without building
-    HSV: the shifted image keeps each pixel's max and min channel, and channel n takes
-    max - chroma * clamp(min(k, 4 - k), 0, 1) with k = (n + 6 * hue) mod 6, n = 5, 3, 1 for R, G, B.
+    HSV: the shifted pixel keeps its max and min channel, and channel n takes
+    max - chroma * clamp(2 - |k - 2|, 0, 1) with k = (n + 6 * hue) mod 6, n = 5, 3, 1 for R, G, B.
+    Only arithmetic ops (no comparisons, `where` or `remainder`, which are slow on CPU).
     """
     r, g, b = x.unbind(1)
-    maxc, minc = x.amax(1), x.amin(1)
-    chroma = maxc - minc
-    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
-    # 6 * hue, as torchvision: max channel R first, then G, else B (range [-1, 5) before the mod).
-    h6 = torch.where(
-        maxc == r,
-        (g - b) / safe,
-        torch.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe),
-    )
-    h6 = h6[:, None] + 6.0 * factor.view(-1, 1, *([1] * (x.dim() - 2)))
-    k = h6 + torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, *([1] * (x.dim() - 2)))
-    k = k.remainder_(6.0)
-    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
-    return maxc[:, None] - chroma[:, None] * ramp
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
+    # One-hot masks of the max channel with torchvision's tie order R, then G, then B:
+    # sign(c - max) + 1 is 1 where c is the max, else 0.
+    is_r = torch.sub(r, maxc).sign_().add_(1.0)
+    is_g = torch.sub(g, maxc).sign_().add_(1.0)
+    is_g.addcmul_(is_g, is_r, value=-1.0)  # is_g * (1 - is_r)
+    # 6 * hue * chroma: (g - b) for max R, 2 chroma + (b - r) for G, 4 chroma + (r - g) for B.
+    h6 = torch.sub(r, g).add_(chroma, alpha=4.0)
+    h6.addcmul_(torch.sub(g, b).sub_(h6), is_r)
+    h6.addcmul_(torch.sub(b, r).add_(chroma, alpha=2.0).sub_(r - g).sub_(chroma, alpha=4.0), is_g)
+    # Where chroma is 0 the pixel is gray and its hue irrelevant (all channels = max), so dividing
+    # by max(chroma, tiny) is exact where it matters.
+    h6.div_(chroma.clamp_min(1e-12))
+    # k - 2 for each channel, reduced to [-3, 3] around 0 (a circle of circumference 6).
+    shift = factor.view(-1, 1) * 6.0 + torch.tensor([3.0, 1.0, -1.0], device=x.device)
+    k = h6[:, None] + shift[:, :, None, None]
+    k.sub_(k.mul(1 / 6).round_(), alpha=6.0).abs_()
+    ramp = k.neg_().add_(2.0).clamp_(0.0, 1.0)
+    return ramp.mul_(chroma[:, None]).neg_().add_(maxc[:, None])
 
 
 def _gaussian_kernels(size: int, sigma: torch.Tensor) -> torch.Tensor:
@@ -257,20 +264,17 @@ class SimCLRAugment(nn.Module):
         if len(params) != x.shape[0]:
             raise ValueError(f"params are for {len(params)} samples, x has {x.shape[0]}")
         dev = x.device
+        # Every op below works in place on the crop's output: large temporaries cost page faults.
         x = self._crop(x, params)
-        if x.shape[1] == 3:
-            x = self._jitter_rgb(x, params)
-            idx = params.gray.nonzero()[:, 0].to(dev)
-            if len(idx):
-                x[idx] = rgb_to_gray(x[idx]).expand(-1, 3, -1, -1)
-        else:
-            x = self._jitter_gray(x, params)
-        idx = params.blur.nonzero()[:, 0].to(dev)
+        x = self._jitter(x, params)
+        idx = params.gray.nonzero()[:, 0].to(dev)
+        if x.shape[1] == 3 and len(idx):
+            x[idx] = rgb_to_gray(x[idx]).expand(-1, 3, -1, -1)
+        idx = params.blur.nonzero()[:, 0]
         if len(idx):
-            x[idx] = self._blur(x[idx], params.sigma[idx.cpu()].to(dev))
-        mean = self.mean.to(dev).view(1, -1, 1, 1)
+            x[idx.to(dev)] = self._blur(x[idx.to(dev)], params.sigma[idx].to(dev))
         std = self.std.to(dev).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return x.sub_(self.mean.to(dev).view(1, -1, 1, 1)).div_(std)
 
     def _crop(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Crop, flip and bilinearly resize every sample with one affine_grid + grid_sample."""
@@ -278,69 +282,60 @@ class SimCLRAugment(nn.Module):
         dev = x.device
         scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
         x = x.float()
-        top, left = params.top.double(), params.left.double()
-        h, w = params.height.double(), params.width.double()
-        sign = 1.0 - 2.0 * params.flip.double()
-        # Output pixel centre u in [-1, 1] (align_corners=False) -> input x = u * w / W + (2j + w) / W - 1
-        theta = torch.zeros(b, 2, 3, dtype=torch.float64)
-        theta[:, 0, 0] = sign * w / width
-        theta[:, 0, 2] = (2 * left + w) / width - 1
-        theta[:, 1, 1] = h / height
-        theta[:, 1, 2] = (2 * top + h) / height - 1
-        # Keep samples inside the crop box (resize clamps at the crop's edge, not the image's).
-        lo = torch.stack(((2 * left + 1) / width - 1, (2 * top + 1) / height - 1), 1)
-        hi = torch.stack(((2 * (left + w) - 1) / width - 1, (2 * (top + h) - 1) / height - 1), 1)
-        bounds = torch.cat((theta.flatten(1), lo, hi), 1).float().to(dev, non_blocking=True)
-        theta, lo, hi = bounds[:, :6].view(b, 2, 3), bounds[:, 6:8], bounds[:, 8:10]
-        grid = F.affine_grid(theta, [b, c, self.size, self.size], align_corners=False)
-        grid = torch.maximum(torch.minimum(grid, hi[:, None, None]), lo[:, None, None])
+        # Axis-aligned affine map of output pixel centres u in [-1, 1] (align_corners=False) to
+        # input coordinates: x = u * w / W + (2 * left + w) / W - 1 (u -> -u for a flip), i.e. what
+        # affine_grid builds for theta = [[+-w/W, 0, tx], [0, h/H, ty]], built here by broadcasting
+        # per-axis vectors (B, size) instead of a (B, size*size, 3) x (3, 2) batched matmul.
+        u = (torch.arange(self.size, dtype=torch.float64) * 2 + 1) / self.size - 1
+        axes = []
+        for start, extent, full, sign in (
+            (params.left, params.width, width, 1.0 - 2.0 * params.flip.double()),
+            (params.top, params.height, height, torch.ones(b, dtype=torch.float64)),
+        ):
+            start, extent = start.double()[:, None], extent.double()[:, None]
+            coord = (sign[:, None] * u) * extent / full + (2 * start + extent) / full - 1
+            # Clamp to the crop's edge pixels (resize clamps at the crop's edge, not the image's).
+            lo, hi = (2 * start + 1) / full - 1, (2 * (start + extent) - 1) / full - 1
+            axes.append(torch.minimum(torch.maximum(coord, lo), hi))
+        gx, gy = torch.stack(axes).float().to(dev, non_blocking=True)
+        grid = torch.stack(
+            (
+                gx[:, None, :].expand(b, self.size, self.size),
+                gy[:, :, None].expand(b, self.size, self.size),
+            ),
+            3,
+        )
         out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
         return out.mul_(scale) if scale != 1.0 else out
 
-    def _jitter_rgb(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    def _jitter(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """ColorJitter with per-sample factors and op order (torchvision formulas, clamped to [0, 1])."""
-        dev = x.device
-        b = x.shape[0]
-        on = params.jitter
-        if not on.any() or not any(self.jitter):
+        b, c = x.shape[:2]
+        on = params.jitter & any(self.jitter)
+        if not on.any():
             return x
         factors = torch.stack((params.brightness, params.contrast, params.saturation), 1)
         for k in range(4):
             op = params.order[:, k]
-            # Brightness, contrast and saturation are all  f * x + (1 - f) * other, clamped:
-            # other = 0 (brightness), mean grayscale (contrast), grayscale (saturation).
-            linear = on & (op != HUE)
+            # Brightness, contrast and saturation are each  f * x + (1 - f) * other, clamped, with
+            # other = 0 (brightness), the mean of the grayscale image (contrast) or the grayscale
+            # image (saturation, which leaves 1-channel images alone). One fused pass for all three,
+            # with f = 1 for samples whose op at this position is hue or that are not jittered.
+            linear = on & (op != HUE) & ((op != SATURATION) | (c == 3))
             if linear.any():
                 f = torch.where(linear, factors.gather(1, op.clamp(max=2)[:, None])[:, 0], 1.0)
                 w_gray = torch.where(linear & (op == SATURATION), 1 - f, 0.0)
                 w_mean = torch.where(linear & (op == CONTRAST), 1 - f, 0.0)
-                coef = torch.stack((f, w_gray, w_mean), 1).to(dev, non_blocking=True)
-                f, w_gray, w_mean = (coef[:, i].view(b, 1, 1, 1) for i in range(3))
-                gray = rgb_to_gray(x)
-                other = gray * w_gray + gray.mean((2, 3), keepdim=True) * w_mean
-                x = torch.addcmul(other, x, f).clamp_(0.0, 1.0)
+                coef = torch.stack((f, w_gray, w_mean)).to(x.device, non_blocking=True)
+                f, w_gray, w_mean = coef.view(3, b, 1, 1, 1)
+                gray = rgb_to_gray(x) if c == 3 else x.clone()
+                mean = gray.mean((2, 3), keepdim=True).mul_(w_mean)
+                other = gray.mul_(w_gray).add_(mean)
+                torch.addcmul(other, x, f, out=x).clamp_(0.0, 1.0)
             idx = (on & (op == HUE)).nonzero()[:, 0]
-            if self.jitter[3] > 0 and len(idx):
-                idx_dev = idx.to(dev)
-                x[idx_dev] = adjust_hue(x[idx_dev], params.hue[idx].to(dev))
-        return x
-
-    def _jitter_gray(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        """Brightness and contrast on 1-channel images (saturation and hue do not apply)."""
-        dev = x.device
-        b = x.shape[0]
-        for k in range(4):
-            op = params.order[:, k]
-            linear = params.jitter & ((op == BRIGHTNESS) | (op == CONTRAST))
-            if not linear.any():
-                continue
-            f = torch.where(
-                linear, torch.where(op == BRIGHTNESS, params.brightness, params.contrast), 1.0
-            )
-            w_mean = torch.where(linear & (op == CONTRAST), 1 - f, 0.0)
-            coef = torch.stack((f, w_mean), 1).to(dev)
-            f, w_mean = coef[:, 0].view(b, 1, 1, 1), coef[:, 1].view(b, 1, 1, 1)
-            x = torch.addcmul(x.mean((2, 3), keepdim=True) * w_mean, x, f).clamp_(0.0, 1.0)
+            if c == 3 and self.jitter[3] > 0 and len(idx):
+                idx_dev = idx.to(x.device)
+                x[idx_dev] = adjust_hue(x[idx_dev], params.hue[idx].to(x.device))
         return x
 
     def _blur(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
