@@ -117,6 +117,34 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return ramp.mul_(chroma[:, None]).neg_().add_(maxc[:, None])
 
 
+def crop_grid(
+    params: AugmentParams, height: int, width: int, size: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The (B, size, size, 2) grid_sample grid of each sample's crop box, flip and resize.
+
+    It is F.affine_grid(theta, align_corners=False) for the axis-aligned
+    theta = [[+-w / W, 0, (2 left + w) / W - 1], [0, h / H, (2 top + h) / H - 1]] (minus for a
+    flip), clamped to the centres of the crop's edge pixels (resize clamps at the crop's edge, not
+    the image's). It is built by broadcasting per-axis coordinates (B, size) instead of affine_grid's
+    (B, size * size, 3) x (3, 2) batched matmul, which costs more than the sampling itself on a CPU.
+    """
+    b = len(params)
+    u = (torch.arange(size, dtype=torch.float64) * 2 + 1) / size - 1  # output pixel centres
+    axes = []
+    for start, extent, full, sign in (
+        (params.left, params.width, width, 1.0 - 2.0 * params.flip.double()),
+        (params.top, params.height, height, torch.ones(b, dtype=torch.float64)),
+    ):
+        start, extent = start.double()[:, None], extent.double()[:, None]
+        coord = sign[:, None] * u * extent / full + (2 * start + extent) / full - 1
+        lo, hi = (2 * start + 1) / full - 1, (2 * (start + extent) - 1) / full - 1
+        axes.append(torch.minimum(torch.maximum(coord, lo), hi))
+    gx, gy = torch.stack(axes).float().to(device, non_blocking=True)
+    return torch.stack(
+        (gx[:, None, :].expand(b, size, size), gy[:, :, None].expand(b, size, size)), 3
+    )
+
+
 def _gaussian_kernels(size: int, sigma: torch.Tensor) -> torch.Tensor:
     """(B, size) normalised 1-D Gaussian kernels, one per sigma, as torchvision samples them."""
     x = torch.linspace(-(size - 1) / 2, (size - 1) / 2, size, device=sigma.device)
@@ -277,36 +305,13 @@ class SimCLRAugment(nn.Module):
         return x.sub_(self.mean.to(dev).view(1, -1, 1, 1)).div_(std)
 
     def _crop(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        """Crop, flip and bilinearly resize every sample with one affine_grid + grid_sample."""
-        b, c, height, width = x.shape
-        dev = x.device
-        scale = 1 / 255 if x.dtype == torch.uint8 else 1.0
-        x = x.float()
-        # Axis-aligned affine map of output pixel centres u in [-1, 1] (align_corners=False) to
-        # input coordinates: x = u * w / W + (2 * left + w) / W - 1 (u -> -u for a flip), i.e. what
-        # affine_grid builds for theta = [[+-w/W, 0, tx], [0, h/H, ty]], built here by broadcasting
-        # per-axis vectors (B, size) instead of a (B, size*size, 3) x (3, 2) batched matmul.
-        u = (torch.arange(self.size, dtype=torch.float64) * 2 + 1) / self.size - 1
-        axes = []
-        for start, extent, full, sign in (
-            (params.left, params.width, width, 1.0 - 2.0 * params.flip.double()),
-            (params.top, params.height, height, torch.ones(b, dtype=torch.float64)),
-        ):
-            start, extent = start.double()[:, None], extent.double()[:, None]
-            coord = (sign[:, None] * u) * extent / full + (2 * start + extent) / full - 1
-            # Clamp to the crop's edge pixels (resize clamps at the crop's edge, not the image's).
-            lo, hi = (2 * start + 1) / full - 1, (2 * (start + extent) - 1) / full - 1
-            axes.append(torch.minimum(torch.maximum(coord, lo), hi))
-        gx, gy = torch.stack(axes).float().to(dev, non_blocking=True)
-        grid = torch.stack(
-            (
-                gx[:, None, :].expand(b, self.size, self.size),
-                gy[:, :, None].expand(b, self.size, self.size),
-            ),
-            3,
+        """Crop, flip and bilinearly resize every sample with one grid_sample; uint8 -> [0, 1]."""
+        grid = crop_grid(params, x.shape[2], x.shape[3], self.size, x.device)
+        scaled = x.dtype == torch.uint8
+        out = F.grid_sample(
+            x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
         )
-        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return out.mul_(scale) if scale != 1.0 else out
+        return out.mul_(1 / 255) if scaled else out
 
     def _jitter(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """ColorJitter with per-sample factors and op order (torchvision formulas, clamped to [0, 1])."""
