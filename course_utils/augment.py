@@ -96,7 +96,8 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """
     r, g, b = x.unbind(1)
     maxc = torch.maximum(torch.maximum(r, g), b)
-    chroma = maxc - torch.minimum(torch.minimum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    chroma = maxc - minc
     # One-hot masks of the max channel with torchvision's tie order R, then G, then B:
     # sign(c - max) + 1 is 1 where c is the max, else 0.
     is_r = torch.sub(r, maxc).sign_().add_(1.0)
@@ -109,12 +110,12 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     # Where chroma is 0 the pixel is gray and its hue irrelevant (all channels = max), so dividing
     # by max(chroma, tiny) is exact where it matters.
     h6.div_(chroma.clamp_min(1e-12))
-    # k - 2 for each channel, reduced to [-3, 3] around 0 (a circle of circumference 6).
+    # d = distance from k to 2 on a circle of circumference 6 (k - 2 reduced to [-3, 3], abs);
+    # max - chroma * clamp(2 - d, 0, 1) = min + chroma * clamp(d - 1, 0, 1).
     shift = factor.view(-1, 1) * 6.0 + torch.tensor([3.0, 1.0, -1.0], device=x.device)
-    k = h6[:, None] + shift[:, :, None, None]
-    k.sub_(k.mul(1 / 6).round_(), alpha=6.0).abs_()
-    ramp = k.neg_().add_(2.0).clamp_(0.0, 1.0)
-    return ramp.mul_(chroma[:, None]).neg_().add_(maxc[:, None])
+    d = h6[:, None] + shift[:, :, None, None]
+    d.sub_(d.mul(1 / 6).round_(), alpha=6.0).abs_()
+    return torch.addcmul(minc[:, None], chroma[:, None], d.sub_(1.0).clamp_(0.0, 1.0))
 
 
 def crop_grid(
@@ -319,26 +320,31 @@ class SimCLRAugment(nn.Module):
         on = params.jitter & any(self.jitter)
         if not on.any():
             return x
-        factors = torch.stack((params.brightness, params.contrast, params.saturation), 1)
+        # Brightness, contrast and saturation are each  f * x + (1 - f) * other, clamped, with
+        # other = 0 (brightness), the mean of the grayscale image (contrast) or the grayscale image
+        # (saturation; 1-channel images are left alone). So each of the 4 op positions is ONE fused
+        # pass over the batch, with f = 1 for samples whose op there is hue or that are not jittered.
+        # Coefficients for all positions: (position, [f, w_gray, w_mean], sample), one transfer.
+        order = params.order
+        linear = on[:, None] & (order != HUE) & ((order != SATURATION) | (c == 3))
+        ones = torch.ones(b)
+        factors = torch.stack((params.brightness, params.contrast, params.saturation, ones), 1)
+        f = torch.where(linear, factors.gather(1, order), 1.0)
+        w_gray = torch.where(linear & (order == SATURATION), 1 - f, 0.0)
+        w_mean = torch.where(linear & (order == CONTRAST), 1 - f, 0.0)
+        coef = torch.stack((f, w_gray, w_mean)).permute(2, 0, 1).to(x.device, non_blocking=True)
+        hue_at = on[:, None] & (order == HUE) & (c == 3) & (self.jitter[3] > 0)
         for k in range(4):
-            op = params.order[:, k]
-            # Brightness, contrast and saturation are each  f * x + (1 - f) * other, clamped, with
-            # other = 0 (brightness), the mean of the grayscale image (contrast) or the grayscale
-            # image (saturation, which leaves 1-channel images alone). One fused pass for all three,
-            # with f = 1 for samples whose op at this position is hue or that are not jittered.
-            linear = on & (op != HUE) & ((op != SATURATION) | (c == 3))
-            if linear.any():
-                f = torch.where(linear, factors.gather(1, op.clamp(max=2)[:, None])[:, 0], 1.0)
-                w_gray = torch.where(linear & (op == SATURATION), 1 - f, 0.0)
-                w_mean = torch.where(linear & (op == CONTRAST), 1 - f, 0.0)
-                coef = torch.stack((f, w_gray, w_mean)).to(x.device, non_blocking=True)
-                f, w_gray, w_mean = coef.view(3, b, 1, 1, 1)
-                gray = rgb_to_gray(x) if c == 3 else x.clone()
-                mean = gray.mean((2, 3), keepdim=True).mul_(w_mean)
-                other = gray.mul_(w_gray).add_(mean)
+            if linear[:, k].any():
+                f, w_gray, w_mean = coef[k].view(3, b, 1, 1, 1)
+                gray = rgb_to_gray(x) if c == 3 else x
+                other = gray.mean((2, 3), keepdim=True).mul_(w_mean)
+                if c == 3:
+                    other = gray.mul_(w_gray).add_(other)
                 torch.addcmul(other, x, f, out=x).clamp_(0.0, 1.0)
-            idx = (on & (op == HUE)).nonzero()[:, 0]
-            if c == 3 and self.jitter[3] > 0 and len(idx):
+            idx = hue_at[:, k].nonzero()[:, 0]
+            if len(idx):
+                # Hue only for the samples that have it here: the costliest op, not run for others.
                 idx_dev = idx.to(x.device)
                 x[idx_dev] = adjust_hue(x[idx_dev], params.hue[idx].to(x.device))
         return x
