@@ -118,9 +118,31 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(minc[:, None], chroma[:, None], d.sub_(1.0).clamp_(0.0, 1.0))
 
 
-def crop_grid(
-    params: AugmentParams, height: int, width: int, size: int, device: torch.device | str = "cpu"
-) -> torch.Tensor:
+def _crop_axes(params: AugmentParams, height: int, width: int, size: int) -> torch.Tensor:
+    """(2, B, size) grid_sample x and y coordinates of each sample's crop box, flip and resize."""
+    u = (torch.arange(size, dtype=torch.float64) * 2 + 1) / size - 1  # output pixel centres
+    axes = []
+    for start, extent, full, sign in (
+        (params.left, params.width, width, 1.0 - 2.0 * params.flip.double()),
+        (params.top, params.height, height, torch.ones(len(params), dtype=torch.float64)),
+    ):
+        start, extent = start.double()[:, None], extent.double()[:, None]
+        coord = sign[:, None] * u * extent / full + (2 * start + extent) / full - 1
+        lo, hi = (2 * start + 1) / full - 1, (2 * (start + extent) - 1) / full - 1
+        axes.append(torch.minimum(torch.maximum(coord, lo), hi))
+    return torch.stack(axes).float()
+
+
+def _grid(axes: torch.Tensor) -> torch.Tensor:
+    """(B, size, size, 2) grid from per-axis coordinates (2, B, size)."""
+    gx, gy = axes
+    b, size = gx.shape
+    return torch.stack(
+        (gx[:, None, :].expand(b, size, size), gy[:, :, None].expand(b, size, size)), 3
+    )
+
+
+def crop_grid(params: AugmentParams, height: int, width: int, size: int) -> torch.Tensor:
     """The (B, size, size, 2) grid_sample grid of each sample's crop box, flip and resize.
 
     It is F.affine_grid(theta, align_corners=False) for the axis-aligned
@@ -129,21 +151,26 @@ def crop_grid(
     the image's). It is built by broadcasting per-axis coordinates (B, size) instead of affine_grid's
     (B, size * size, 3) x (3, 2) batched matmul, which costs more than the sampling itself on a CPU.
     """
-    b = len(params)
-    u = (torch.arange(size, dtype=torch.float64) * 2 + 1) / size - 1  # output pixel centres
-    axes = []
-    for start, extent, full, sign in (
-        (params.left, params.width, width, 1.0 - 2.0 * params.flip.double()),
-        (params.top, params.height, height, torch.ones(b, dtype=torch.float64)),
-    ):
-        start, extent = start.double()[:, None], extent.double()[:, None]
-        coord = sign[:, None] * u * extent / full + (2 * start + extent) / full - 1
-        lo, hi = (2 * start + 1) / full - 1, (2 * (start + extent) - 1) / full - 1
-        axes.append(torch.minimum(torch.maximum(coord, lo), hi))
-    gx, gy = torch.stack(axes).float().to(device, non_blocking=True)
-    return torch.stack(
-        (gx[:, None, :].expand(b, size, size), gy[:, :, None].expand(b, size, size)), 3
-    )
+    return _grid(_crop_axes(params, height, width, size))
+
+
+def _ship(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Small CPU tensors moved to `device` in ONE transfer (pinned and non-blocking on CUDA).
+
+    Integer tensors travel as float32 (exact below 2**24) and come back as int64.
+    """
+    if device.type == "cpu":
+        return tensors
+    flat = torch.cat([t.reshape(-1).float() for t in tensors.values()])
+    if device.type == "cuda":
+        flat = flat.pin_memory()  # a pageable copy would wait for the GPU's queue to drain
+    flat = flat.to(device, non_blocking=True)
+    out, start = {}, 0
+    for name, t in tensors.items():
+        part = flat[start : start + t.numel()].view(t.shape)
+        out[name] = part if t.is_floating_point() else part.long()
+        start += t.numel()
+    return out
 
 
 def _gaussian_kernels(size: int, sigma: torch.Tensor) -> torch.Tensor:
@@ -290,72 +317,93 @@ class SimCLRAugment(nn.Module):
     def apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """The views of `x` (B, C, H, W) for given per-sample `params` (deterministic)."""
         self._check_input(x)
-        if len(params) != x.shape[0]:
-            raise ValueError(f"params are for {len(params)} samples, x has {x.shape[0]}")
-        dev = x.device
-        # Every op below works in place on the crop's output: large temporaries cost page faults.
-        x = self._crop(x, params)
-        x = self._jitter(x, params)
-        idx = params.gray.nonzero()[:, 0].to(dev)
-        if x.shape[1] == 3 and len(idx):
-            x[idx] = rgb_to_gray(x[idx]).expand(-1, 3, -1, -1)
-        idx = params.blur.nonzero()[:, 0]
-        if len(idx):
-            x[idx.to(dev)] = self._blur(x[idx.to(dev)], params.sigma[idx].to(dev))
-        std = self.std.to(dev).view(1, -1, 1, 1)
-        return x.sub_(self.mean.to(dev).view(1, -1, 1, 1)).div_(std)
-
-    def _crop(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        """Crop, flip and bilinearly resize every sample with one grid_sample; uint8 -> [0, 1]."""
-        grid = crop_grid(params, x.shape[2], x.shape[3], self.size, x.device)
-        scaled = x.dtype == torch.uint8
-        out = F.grid_sample(
-            x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+        b, c, height, width = x.shape
+        if len(params) != b:
+            raise ValueError(f"params are for {len(params)} samples, x has {b}")
+        # Plan on the CPU (which samples get which op, with what coefficients), ship the plan to
+        # x's device in one transfer, then run whole-batch ops there.
+        plan = {"axes": _crop_axes(params, height, width, self.size), "mean": self.mean}
+        plan["inv_std"] = 1 / self.std
+        linear, coef, hue_at = self._jitter_plan(params, c)
+        plan["coef"] = coef
+        for k in range(4):
+            plan[f"hue_idx{k}"] = hue_at[:, k].nonzero()[:, 0]
+            plan[f"hue{k}"] = params.hue[hue_at[:, k]]
+        plan["gray_idx"] = (
+            params.gray.nonzero()[:, 0] if c == 3 else torch.zeros(0, dtype=torch.long)
         )
-        return out.mul_(1 / 255) if scaled else out
+        plan["blur_idx"] = params.blur.nonzero()[:, 0]
+        plan["blur_kernel"] = _gaussian_kernels(self.blur_kernel, params.sigma[params.blur])
+        plan = _ship(plan, x.device)
 
-    def _jitter(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        """ColorJitter with per-sample factors and op order (torchvision formulas, clamped to [0, 1])."""
-        b, c = x.shape[:2]
+        # Crop + flip + resize of the whole batch in one grid_sample (uint8 -> [0, 1] after it).
+        # Every op after it works in place on its output: large temporaries cost page faults.
+        out = F.grid_sample(
+            x.float(),
+            _grid(plan["axes"]),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        if x.dtype == torch.uint8:
+            out.mul_(1 / 255)
+        for k in range(4):
+            if linear[k]:
+                _blend(out, *plan["coef"][k].view(3, b, 1, 1, 1))
+            idx = plan[f"hue_idx{k}"]
+            if len(idx):  # hue only for the samples that have it here: the costliest op
+                out[idx] = adjust_hue(out[idx], plan[f"hue{k}"])
+        idx = plan["gray_idx"]
+        if len(idx):
+            out[idx] = rgb_to_gray(out[idx]).expand(-1, 3, -1, -1)
+        idx = plan["blur_idx"]
+        if len(idx):
+            out[idx] = _blur(out[idx], plan["blur_kernel"])
+        shape = (1, -1, 1, 1)
+        return out.sub_(plan["mean"].view(shape)).mul_(plan["inv_std"].view(shape))
+
+    def _jitter_plan(
+        self, params: AugmentParams, c: int
+    ) -> tuple[list[bool], torch.Tensor, torch.Tensor]:
+        """Per op position: whether any sample blends, blend coefficients (4, 3, B), hue mask (B, 4).
+
+        Brightness, contrast and saturation are each  f * x + (1 - f) * other, clamped, with
+        other = 0 (brightness), the mean of the grayscale image (contrast) or the grayscale image
+        (saturation; 1-channel images are left alone, as torchvision does). So each of the 4 op
+        positions is ONE fused pass over the batch with per-sample (f, w_gray, w_mean), f = 1 for
+        samples whose op there is hue or that are not jittered.
+        """
+        b = len(params)
         on = params.jitter & any(self.jitter)
-        if not on.any():
-            return x
-        # Brightness, contrast and saturation are each  f * x + (1 - f) * other, clamped, with
-        # other = 0 (brightness), the mean of the grayscale image (contrast) or the grayscale image
-        # (saturation; 1-channel images are left alone). So each of the 4 op positions is ONE fused
-        # pass over the batch, with f = 1 for samples whose op there is hue or that are not jittered.
-        # Coefficients for all positions: (position, [f, w_gray, w_mean], sample), one transfer.
         order = params.order
         linear = on[:, None] & (order != HUE) & ((order != SATURATION) | (c == 3))
-        ones = torch.ones(b)
-        factors = torch.stack((params.brightness, params.contrast, params.saturation, ones), 1)
+        factors = torch.stack(
+            (params.brightness, params.contrast, params.saturation, torch.ones(b)), 1
+        )
         f = torch.where(linear, factors.gather(1, order), 1.0)
         w_gray = torch.where(linear & (order == SATURATION), 1 - f, 0.0)
         w_mean = torch.where(linear & (order == CONTRAST), 1 - f, 0.0)
-        coef = torch.stack((f, w_gray, w_mean)).permute(2, 0, 1).to(x.device, non_blocking=True)
+        coef = torch.stack((f, w_gray, w_mean)).permute(2, 0, 1).contiguous()
         hue_at = on[:, None] & (order == HUE) & (c == 3) & (self.jitter[3] > 0)
-        for k in range(4):
-            if linear[:, k].any():
-                f, w_gray, w_mean = coef[k].view(3, b, 1, 1, 1)
-                gray = rgb_to_gray(x) if c == 3 else x
-                other = gray.mean((2, 3), keepdim=True).mul_(w_mean)
-                if c == 3:
-                    other = gray.mul_(w_gray).add_(other)
-                torch.addcmul(other, x, f, out=x).clamp_(0.0, 1.0)
-            idx = hue_at[:, k].nonzero()[:, 0]
-            if len(idx):
-                # Hue only for the samples that have it here: the costliest op, not run for others.
-                idx_dev = idx.to(x.device)
-                x[idx_dev] = adjust_hue(x[idx_dev], params.hue[idx].to(x.device))
-        return x
+        return linear.any(0).tolist(), coef, hue_at
 
-    def _blur(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Separable Gaussian blur of each sample with its own sigma, reflect padding as torchvision."""
-        b, c, height, width = x.shape
-        size = self.blur_kernel
-        kernel = _gaussian_kernels(size, sigma).repeat_interleave(c, 0)  # (B * C, size)
-        pad = size // 2
-        y = F.pad(x.reshape(1, b * c, height, width), (pad, pad, pad, pad), mode="reflect")
-        y = F.conv2d(y, kernel.view(b * c, 1, 1, size), groups=b * c)
-        y = F.conv2d(y, kernel.view(b * c, 1, size, 1), groups=b * c)
-        return y.view(b, c, height, width)
+
+def _blend(x: torch.Tensor, f: torch.Tensor, w_gray: torch.Tensor, w_mean: torch.Tensor) -> None:
+    """In place: x <- clamp(f x + w_gray gray(x) + w_mean mean(gray(x)), 0, 1), per-sample weights."""
+    gray = rgb_to_gray(x) if x.shape[1] == 3 else x
+    other = gray.mean((2, 3), keepdim=True).mul_(w_mean)
+    if x.shape[1] == 3:
+        other = gray.mul_(w_gray).add_(other)
+    torch.addcmul(other, x, f, out=x).clamp_(0.0, 1.0)
+
+
+def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of each sample with its own (size,) kernel, reflect padding."""
+    b, c, height, width = x.shape
+    size = kernel.shape[1]
+    kernel = kernel.repeat_interleave(c, 0)  # (B * C, size)
+    pad = size // 2
+    y = F.pad(x.reshape(1, b * c, height, width), (pad, pad, pad, pad), mode="reflect")
+    y = F.conv2d(y, kernel.view(b * c, 1, 1, size), groups=b * c)
+    y = F.conv2d(y, kernel.view(b * c, 1, size, 1), groups=b * c)
+    return y.view(b, c, height, width)

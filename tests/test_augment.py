@@ -370,6 +370,13 @@ def test_float64_input_and_size_change() -> None:
     assert out.shape == (4, 3, 16, 16) and out.dtype == torch.float32 and out.isfinite().all()
 
 
+def test_non_cpu_devices_get_views_on_that_device() -> None:
+    # The meta device runs the device path (the plan shipped in one transfer) without a GPU.
+    x = torch.zeros(8, 3, 40, 40, dtype=torch.uint8, device="meta")
+    out = SimCLRAugment(16, blur_p=0.5, gray_p=0.5)(x)
+    assert out.device.type == "meta" and out.shape == (8, 3, 16, 16) and out.dtype == torch.float32
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_gives_the_cpu_views() -> None:
     x = (images(16) * 255).round().to(torch.uint8)
