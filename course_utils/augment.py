@@ -3,8 +3,9 @@
 torchvision's transforms applied to a batch tensor draw ONE set of random parameters for the whole
 batch, which silently breaks SimCLR (all images get the same crop and colours). `SimCLRAugment`
 draws a crop box, flip, jitter factors, jitter order, grayscale and blur decision for EACH sample,
-then applies them with whole-batch tensor ops: one `affine_grid`/`grid_sample` for crop + flip +
-resize, and colour ops that follow `torchvision.transforms.v2.functional` formulas exactly.
+then applies them with whole-batch tensor ops: one `grid_sample` (on the grid `affine_grid` would
+build) for crop + flip + resize, and colour ops that follow `torchvision.transforms.v2.functional`
+formulas (checked against it in tests/test_augment.py).
 """
 
 from __future__ import annotations
@@ -228,11 +229,10 @@ class SimCLRAugment(nn.Module):
         if min(strengths) < 0 or strengths[3] > 0.5:
             raise ValueError(f"jitter strengths must be >= 0 and hue <= 0.5, got {jitter!r}")
         self.jitter = strengths
-        self.blur_kernel = max(3, 2 * (size // 20) + 1)  # odd, ~10% of the image side as SimCLR
-        mean_t = torch.tensor(_floats(mean, "mean", positive=False))
-        std_t = torch.tensor(_floats(std, "std", positive=True))
-        self.register_buffer("mean", mean_t, persistent=False)
-        self.register_buffer("std", std_t, persistent=False)
+        # Odd, ~10% of the image side as SimCLR; 1 (no blur) for 1-pixel outputs.
+        self.blur_kernel = max(3, 2 * (size // 20) + 1) if size > 1 else 1
+        self.mean = _floats(mean, "mean", positive=False)
+        self.std = _floats(std, "std", positive=True)
         if generator is not None and (
             not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
         ):
@@ -322,8 +322,9 @@ class SimCLRAugment(nn.Module):
             raise ValueError(f"params are for {len(params)} samples, x has {b}")
         # Plan on the CPU (which samples get which op, with what coefficients), ship the plan to
         # x's device in one transfer, then run whole-batch ops there.
-        plan = {"axes": _crop_axes(params, height, width, self.size), "mean": self.mean}
-        plan["inv_std"] = 1 / self.std
+        plan = {"axes": _crop_axes(params, height, width, self.size)}
+        plan["mean"] = torch.tensor(self.mean)
+        plan["inv_std"] = 1 / torch.tensor(self.std)
         linear, coef, hue_at = self._jitter_plan(params, c)
         plan["coef"] = coef
         for k in range(4):

@@ -370,6 +370,11 @@ def test_float64_input_and_size_change() -> None:
     assert out.shape == (4, 3, 16, 16) and out.dtype == torch.float32 and out.isfinite().all()
 
 
+def test_one_pixel_views_work_with_every_op() -> None:
+    out = SimCLRAugment(1, jitter_p=1.0, gray_p=0.5, blur_p=1.0)(images(4))
+    assert out.shape == (4, 3, 1, 1) and out.isfinite().all()
+
+
 def test_non_cpu_devices_get_views_on_that_device() -> None:
     # The meta device runs the device path (the plan shipped in one transfer) without a GPU.
     x = torch.zeros(8, 3, 40, 40, dtype=torch.uint8, device="meta")
