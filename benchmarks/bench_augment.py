@@ -7,7 +7,7 @@ SimCLR training step (CIFAR ResNet-18 forward + backward on 2 x 512 views; targe
 CPU figures use one thread by default (as one DataLoader worker) and report CPU time next to wall
 time: on a shared machine wall time counts the waits for other jobs.
 
-Run: PYTHONPATH=. python benchmarks/bench_augment.py [--batch 512] [--size 32] [--repeats 5]
+Run: PYTHONPATH=. python benchmarks/bench_augment.py [--batch 512] [--size 32] [--repeats 7] [--threads 1]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 = one DataLoader worker)"
     )
