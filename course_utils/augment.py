@@ -184,7 +184,8 @@ class SimCLRAugment(nn.Module):
     """SimCLR views of a batch: per-sample random resized crop, flip, colour jitter, grayscale, blur.
 
     Input: uint8 (values 0..255) or float (values in [0, 1]) images (B, C, H, W), C = 1 or 3, on
-    any device. Output: float32 (B, C, size, size), normalised with `mean` and `std`. Parameters
+    any device. Output: float32 (B, C, size, size), normalised as (x - mean) / std with `mean` and
+    `std` one value per channel or one for all (default 0.5 and 0.5: [0, 1] -> [-1, 1]). Parameters
     follow torchvision: `scale`/`ratio` as RandomResizedCrop, `jitter` = (brightness, contrast,
     saturation, hue) as ColorJitter (applied with probability `jitter_p`, ops in a random order per
     sample), `gray_p` as RandomGrayscale, `blur_p` a Gaussian blur with kernel ~10% of `size` and
