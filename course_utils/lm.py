@@ -160,7 +160,12 @@ def perplexity(
     batch_size: int = 8,
     bos_token_id: int | None = None,
 ) -> float:
-    """Sliding-window perplexity exp(-mean log p(x_t | context)) over the scored tokens."""
+    """Sliding-window perplexity exp(-mean log p(x_t | context)) over the scored tokens.
+
+    Scored tokens are those of `token_log_probs`: all of them with `bos_token_id`, else all but the
+    first (and, with `stride == context_length`, all but each chunk's first). Each forward pass
+    holds `batch_size` windows, so memory grows with batch_size * context_length * vocabulary.
+    """
     logp = token_log_probs(
         model,
         input_ids,
