@@ -1,0 +1,159 @@
+"""Course models: a tiny Transformer whose attention pattern follows the training objective."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# TinyTransformer: one block definition, three attention patterns (read it top to bottom).
+#   causal        autoregressive decoder: token t sees tokens <= t          (GPT, iGPT)
+#   bidirectional masked encoder: every token sees every *visible* token   (BERT, MAE encoder)
+#   full          contrastive encoder: every token sees every token        (SimCLR/CLIP-style)
+# ---------------------------------------------------------------------------------------------
+
+ATTENTION_PATTERNS = ("causal", "bidirectional", "full")
+
+
+def attention_pattern(
+    attention: str, idx: torch.Tensor, mask_token_id: int | None = None
+) -> torch.Tensor:
+    """Boolean (B, T, T) matrix: entry [b, t, s] is True when query t may attend to key s."""
+    if attention not in ATTENTION_PATTERNS:
+        raise ValueError(f"attention must be one of {ATTENTION_PATTERNS}, got {attention!r}")
+    B, T = idx.shape
+    allowed = torch.ones(B, T, T, dtype=torch.bool, device=idx.device)
+    if attention == "causal":
+        allowed = allowed.tril()  # lower triangle: no peeking at the future
+    elif attention == "bidirectional" and mask_token_id is not None:
+        visible = idx != mask_token_id  # [MASK] keys carry no information: hide them
+        eye = torch.eye(T, dtype=torch.bool, device=idx.device)
+        allowed = visible[:, None, :] | eye  # each token keeps itself, so no row is empty
+    return allowed
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention restricted by a boolean pattern; can return its weights."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        # (B, T, C) -> (B, heads, T, head_dim)
+        q, k, v = (z.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for z in (q, k, v))
+        scores = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])
+        scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+        weights = F.softmax(scores, dim=-1)  # (B, heads, T, T): what the heatmaps show
+        y = (weights @ v).transpose(1, 2).reshape(B, T, C)
+        return self.proj(y), weights
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + attention(norm(x)), then x + MLP(norm(x))."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
+        )
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, weights = self.attn(self.ln1(x), allowed)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), weights
+
+
+class TinyTransformer(nn.Module):
+    """Token + position embeddings, `n_layers` blocks, a final norm and a linear LM head."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        *,
+        attention: str = "causal",
+        max_len: int = 256,
+        mask_token_id: int | None = None,
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTION_PATTERNS:
+            raise ValueError(f"attention must be one of {ATTENTION_PATTERNS}, got {attention!r}")
+        sizes = dict(
+            vocab_size=vocab_size,
+            d_model=d_model,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            max_len=max_len,
+        )
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if mask_token_id is not None and attention != "bidirectional":
+            raise ValueError("mask_token_id only applies to attention='bidirectional'")
+        self.attention, self.max_len, self.mask_token_id = attention, max_len, mask_token_id
+        self.tok = nn.Embedding(vocab_size, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def encode(
+        self, idx: torch.Tensor, *, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Final hidden states (B, T, d_model); with `return_attention`, also per-layer weights."""
+        if idx.ndim != 2:
+            raise ValueError(f"idx must be (batch, length) token ids, got shape {tuple(idx.shape)}")
+        if idx.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {idx.shape[1]} exceeds max_len={self.max_len}")
+        allowed = attention_pattern(self.attention, idx, self.mask_token_id)
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        maps = []
+        for block in self.blocks:
+            x, weights = block(x, allowed)
+            maps.append(weights)
+        x = self.ln_f(x)
+        return (x, maps) if return_attention else x
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Next-token (causal) or per-position (encoders) logits, shape (B, T, vocab_size)."""
+        return self.head(self.encode(idx))
+
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Attention weights of every layer, each (B, n_heads, T, T), rows summing to 1."""
+        return self.encode(idx, return_attention=True)[1]
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append `max_new_tokens` tokens sampled from p(x_t | x_<t)^(1/temperature)."""
+        if self.attention != "causal":
+            raise ValueError(f"generate needs attention='causal', this model is {self.attention!r}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        for _ in range(max_new_tokens):
+            logits = self(idx[:, -self.max_len :])[:, -1] / temperature
+            probs = F.softmax(logits.float(), dim=-1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(idx.device)
+            idx = torch.cat([idx, nxt], dim=1)
+        return idx
