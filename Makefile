@@ -18,10 +18,11 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 course: $(VENV)/.installed-lab
 	$(BIN)/python scripts/run_course.py notebooks build
 
+# One torch thread per xdist worker: two workers on two cores, no thread oversubscription.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
-	COURSE_PROFILE=ci $(BIN)/python -m pytest -n 2 --dist loadscope \
+	COURSE_PROFILE=ci OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 tests $(NOTEBOOK_DIRS)
 
 lab: $(VENV)/.installed-lab
