@@ -212,10 +212,11 @@ def summary(outcomes: list[Outcome], points: dict[str, float]) -> str:
     graded = [o for o in outcomes if o.status == "ok"]
     mean = sum(sum(o.scores.values()) for o in graded) / len(graded) if graded else 0.0
     failed = len(outcomes) - len(graded)
-    per = sum(o.seconds for o in outcomes) / len(outcomes) if outcomes else 0.0
+    ran = [o.seconds for o in outcomes if o.status != "unreadable"]
+    per = sum(ran) / len(ran) if ran else 0.0
     return (
         f"graded {len(graded)}, failed {failed} (timeout, error or unreadable), "
-        f"mean score {mean:.2f} / {sum(points.values()):g} over graded; {per:.1f} s per submission"
+        f"mean score {mean:.2f} / {sum(points.values()):g} over graded; {per:.1f} s per notebook run"
     )
 
 
