@@ -22,7 +22,7 @@ pytest.importorskip("otter", reason="grading needs the instructor extra (otter-g
 
 from course_utils.grading import generate as gen  # noqa: E402
 from course_utils.grading import grade  # noqa: E402
-from course_utils.grading.visible import VISIBLE_DIR, load_visible_tests  # noqa: E402
+from course_utils.grading.visible import VISIBLE_DIR, load_visible_tests, visible_tests  # noqa: E402
 
 MASTERS = gen.masters()
 NAMES = [m.stem for m in MASTERS]
@@ -353,3 +353,31 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
         grade.grade_folder("no_such_exercise", tmp_path, tmp_path / "out")
     with pytest.raises(SystemExit):
         grade.main(["ex1_infonce", str(tmp_path)])  # -o is required
+
+
+def test_a_failing_grader_still_gives_the_file_a_row(
+    regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.ipynb").write_text("{}")
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("grader bug")
+
+    monkeypatch.setattr(grade, "grade_file", broken)
+    bundle = regenerated["ex1_infonce"].autograder
+    (outcome,) = grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)
+    assert (outcome.file, outcome.status) == ("x.ipynb", "error: grader failed (ZeroDivisionError)")
+    assert "x,x.ipynb,0,0,0,0,0,error" in (tmp_path / "out" / "grades.csv").read_text()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_visible_tests_are_materialised_for_grader_check(name: str) -> None:
+    folder = Path(visible_tests(name))
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(load_visible_tests(name))
+    assert all("OK_FORMAT = False" in p.read_text() for p in folder.glob("*.py"))
+
+
+def test_unknown_exercise_is_rejected() -> None:
+    with pytest.raises(ValueError, match="ex1_infonce"):
+        visible_tests("ex9_missing")

@@ -94,7 +94,9 @@ def _exit_status(returncode: int) -> str:
     """The status of a worker that ended without writing its result."""
     if returncode < 0:
         return f"error: grading process killed by {signal.Signals(-returncode).name}"
-    return f"error: the notebook ended the grading process (exit code {returncode})"
+    if returncode == 0:  # the worker only exits 0 after writing its result: the notebook exited
+        return "error: the notebook ended the grading process (exit code 0)"
+    return f"error: grading process exited with code {returncode} (see feedback)"
 
 
 def grade_file(path: Path, student: str, bundle: Path, timeout: float) -> Outcome:
@@ -106,7 +108,7 @@ def grade_file(path: Path, student: str, bundle: Path, timeout: float) -> Outcom
     prefix, _ = isolation()
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"}
     env.setdefault("COURSE_PROFILE", "ci")
-    with tempfile.TemporaryDirectory(prefix="course-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="course-grade-", ignore_cleanup_errors=True) as tmp:
         scratch, result = Path(tmp) / "scratch", Path(tmp) / "result.json"
         scratch.mkdir()
         shutil.copyfile(path, scratch / "submission.ipynb")
@@ -140,6 +142,16 @@ def grade_file(path: Path, student: str, bundle: Path, timeout: float) -> Outcom
                 path.name, student, status, feedback=["last output:", *tail], seconds=seconds
             )
     return Outcome(path.name, student, "ok", data["scores"], data["feedback"], seconds)
+
+
+def grade_file_safely(path: Path, student: str, bundle: Path, timeout: float) -> Outcome:
+    """`grade_file`, turning any failure of the grader itself into an `error` row."""
+    try:
+        return grade_file(path, student, bundle, timeout)
+    except Exception as e:
+        return Outcome(
+            path.name, student, f"error: grader failed ({type(e).__name__})", feedback=[str(e)]
+        )
 
 
 def write_outputs(
@@ -198,7 +210,7 @@ def grade_folder(
     _, what = isolation()
     print(f"grading {len(files)} files for {exercise}; isolation: {what}", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(grade_file, f, ids[f], bundle, timeout) for f in files]
+        futures = [pool.submit(grade_file_safely, f, ids[f], bundle, timeout) for f in files]
         outcomes = [f.result() for f in tqdm(futures, desc="grading", unit="notebook")]
     write_outputs(outcomes, points, exercise, out)
     changed = [f.name for f in files if _digest(f) != before[f]]
