@@ -2,7 +2,8 @@
 
 For each master `solutions/<name>.ipynb` this writes
 - `exercises/<name>.ipynb`: otter's student notebook (solutions and hidden tests stripped), with its
-  Colab badge pointing at itself and an init cell that loads the visible tests from the package;
+  Colab badge pointing at itself, otter-grader added to the Colab install lines of the setup cell,
+  and an init cell after it that loads the visible tests from the package;
 - `course_utils/grading/visible/<name>.json`: those visible tests (what `grader.check` runs);
 - `build/autograder/<name>.zip`: otter's autograder bundle with every test, hidden ones included.
 The committed files are byte-for-byte reproducible: cell ids are renumbered, nothing is timestamped.
@@ -17,6 +18,7 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
@@ -65,6 +67,18 @@ def assignment_name(master: Path) -> str:
     raise ValueError(f"{master}: no raw cell starting with '# ASSIGNMENT CONFIG'")
 
 
+def with_otter_install(setup: str) -> str:
+    """The setup cell's source with a pinned otter-grader install after the course install line."""
+    if "otter-grader" in setup:
+        return setup
+    match = INSTALL_RE.search(setup)
+    indent = setup[setup.rfind("\n", 0, match.start()) + 1 : match.start()]
+    end = setup.find("\n", match.end())
+    end = len(setup) if end == -1 else end
+    pin = f"%pip install -q otter-grader=={version('otter-grader')}"
+    return f"{setup[:end]}\n{indent}{pin}{setup[end:]}"
+
+
 def student_notebook(nb: nbformat.NotebookNode, name: str, repo: str) -> nbformat.NotebookNode:
     """otter's student notebook with our init cell after the setup cell and stable cell ids."""
     cells = [
@@ -81,6 +95,7 @@ def student_notebook(nb: nbformat.NotebookNode, name: str, repo: str) -> nbforma
     )
     if setup is None:
         raise ValueError(f"{name}: the master needs the setup cell with the Colab install line")
+    cells[setup].source = with_otter_install(cells[setup].source)
     init = nbformat.v4.new_code_cell(INIT_SOURCE.format(name=name))
     init.metadata = {"deletable": False, "editable": False}
     cells.insert(setup + 1, init)
