@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 GUARDED_ROOTS = ("builtins", "otter", "course_utils", "__main__", "json", "os", "sys", "math")
+NOTEBOOK_FILE_PREFIXES = ("<ipython-input", "<string>")  # code compiled from the notebook's cells
 CELL_NAME = re.compile(r"<ipython-input-[^>]*>")  # holds a random hash: keep feedback stable
 TEST_CASE_HEADER = re.compile(r"^❌ Test case failed\nError at line \d+ in test [^\n]*:\n[^\n]*\n")
 
@@ -95,19 +96,47 @@ class Machinery:
                                 self.entries.append((value, attr, label, member))
 
     def restore(self) -> list[str]:
-        """Put back every replaced or deleted entry; return their names."""
+        """Put back every entry the notebook deleted or replaced; return their names.
+
+        Libraries patch themselves lazily (importing torch._dynamo wraps torch.manual_seed, the first
+        SGD instance wraps SGD.step): a replacement defined in the entry's own package, outside the
+        notebook's cells, is left alone. Anything else (a cell's lambda, a builtin, another
+        package's function) counts as tampering.
+        """
         changed = []
         for owner, key, label, value in self.entries:
-            if vars(owner).get(key, _MISSING) is not value:
-                try:
-                    setattr(owner, key, value)
-                except (AttributeError, TypeError):
-                    pass
-                changed.append(label)
+            current = vars(owner).get(key, _MISSING)
+            if current is value or not _tampering(label, current):
+                continue
+            try:
+                setattr(owner, key, value)
+            except (AttributeError, TypeError):
+                pass
+            changed.append(label)
         return sorted(set(changed))
 
 
 _MISSING = object()
+
+
+def _tampering(label: str, new: object) -> bool:
+    """Whether replacing the entry `label` by `new` is the notebook's doing, not its library's."""
+    if new is _MISSING:
+        return True
+    inner = new
+    for attr in ("__func__", "fget", "func"):  # methods, properties, functools.partial
+        try:
+            candidate = getattr(new, attr, None)
+        except Exception:
+            candidate = None
+        if callable(candidate):
+            inner = candidate
+            break
+    module = getattr(inner, "__module__", None)
+    code = getattr(inner, "__code__", None)
+    from_cell = code is not None and code.co_filename.startswith(NOTEBOOK_FILE_PREFIXES)
+    same_package = isinstance(module, str) and module.split(".")[0] == label.split(".")[0]
+    return from_cell or not same_package
 
 
 def run_cells(notebook: Path) -> tuple[dict[str, Any], list[str]]:
