@@ -338,7 +338,7 @@ def test_every_master_scores_full_marks(
     name: str, regenerated: dict[str, gen.Generated], tmp_path: Path
 ) -> None:
     bundle = regenerated[name].autograder
-    outcome = grade.grade_file(gen.SOLUTIONS_DIR / f"{name}.ipynb", name, bundle, timeout=300)
+    outcome = grade.grade_file(gen.SOLUTIONS_DIR / f"{name}.ipynb", name, bundle, timeout=600)
     assert outcome.status == "ok", outcome.feedback
     assert outcome.scores == grade.questions(bundle), outcome.feedback
 
