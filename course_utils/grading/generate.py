@@ -30,6 +30,7 @@ from course_utils.grading.visible import VISIBLE_DIR
 SOLUTIONS_DIR = ROOT / "solutions"
 EXERCISES_DIR = ROOT / "exercises"
 AUTOGRADER_DIR = ROOT / "build" / "autograder"
+PYTHON_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 OTTER_PIP_CELL = "%pip install -q otter-grader"
 OTTER_INIT_PREFIX = "# Initialize Otter"
 INIT_SOURCE = """\
@@ -61,8 +62,6 @@ def assignment_name(master: Path) -> str:
                     f"{master}: ASSIGNMENT CONFIG name must be the file's stem {master.stem!r}, "
                     f"got {name!r}"
                 )
-            if "kernelspec" not in nb.metadata:
-                raise ValueError(f"{master}: notebook metadata needs a kernelspec (python3)")
             return name
     raise ValueError(f"{master}: no raw cell starting with '# ASSIGNMENT CONFIG'")
 
@@ -123,6 +122,11 @@ def generate(
     name = assignment_name(master)
     with tempfile.TemporaryDirectory(prefix=f"{name}-assign-") as tmp:
         out = Path(tmp) / "out"
+        source = nbformat.read(master, as_version=4)
+        if "kernelspec" not in source.metadata:  # otter needs it to tell the language
+            source.metadata["kernelspec"] = PYTHON_KERNELSPEC
+            master = Path(tmp) / master.name
+            nbformat.write(source, master)
         otter_assign(str(master), str(out), no_pdfs=True, no_run_tests=True)
         nb = nbformat.read(out / "student" / master.name, as_version=4)
         tests = {p.stem: p.read_text() for p in sorted((out / "student" / "tests").glob("*.py"))}
