@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 NOTEBOOK_DIRS := $(wildcard notebooks solutions)
 LINT_PATHS := $(wildcard course_utils tests benchmarks scripts) $(NOTEBOOK_DIRS)
 
-.PHONY: course test lab lint format bench
+.PHONY: course test lab lint format bench exercises
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,17 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 course: $(VENV)/.installed-lab
 	$(BIN)/python scripts/run_course.py notebooks build
 
+# The grading tests need otter-grader (the instructor extra).
 # One torch thread per xdist worker: two workers on two cores, no thread oversubscription.
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test,instructor
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	COURSE_PROFILE=ci OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 tests $(NOTEBOOK_DIRS)
+
+# Regenerate exercises/ and build/autograder/ from the masters in solutions/ (commit exercises/).
+exercises: $(VENV)/.installed-instructor
+	$(BIN)/python -m course_utils.grading.generate
 
 lab: $(VENV)/.installed-lab
 	$(BIN)/jupyter lab notebooks

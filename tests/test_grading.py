@@ -1,0 +1,383 @@
+"""Exercise generation and batch grading (course_utils.grading, on top of otter-grader).
+
+The committed student notebooks and visible tests must equal a fresh regeneration from solutions/;
+no hidden test or solution may reach a student artifact; every master must score full marks through
+the grader; and a folder of broken and hostile submissions must give one exact CSV row per file,
+the same CSV on a rerun, and untouched submissions.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
+
+from course_utils.grading import generate as gen  # noqa: E402
+from course_utils.grading import grade  # noqa: E402
+from course_utils.grading.visible import VISIBLE_DIR, load_visible_tests, visible_tests  # noqa: E402
+
+MASTERS = gen.masters()
+NAMES = [m.stem for m in MASTERS]
+# Time limit per notebook in the folder test: the busy loop hits it, every real notebook must stay
+# well under it (ex1 grades in ~8 s on 2 idle cores, up to ~45 s on this 2-core machine shared with
+# other jobs). Graded two at a time, the loop's minute overlaps the other notebooks.
+LOOP_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, gen.Generated]:
+    """Every master regenerated into a temporary folder."""
+    out = tmp_path_factory.mktemp("generated")
+    return {
+        m.stem: gen.generate(m, out / "exercises", out / "visible", out / "autograder")
+        for m in MASTERS
+    }
+
+
+def test_there_are_masters() -> None:
+    assert "ex1_infonce" in NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_exercise_is_fresh(name: str, regenerated: dict[str, gen.Generated]) -> None:
+    fresh = regenerated[name]
+    committed_nb = gen.EXERCISES_DIR / f"{name}.ipynb"
+    committed_tests = VISIBLE_DIR / f"{name}.json"
+    assert committed_nb.is_file() and committed_tests.is_file(), "run `make exercises` and commit"
+    assert committed_nb.read_bytes() == fresh.notebook.read_bytes(), (
+        f"exercises/{name}.ipynb is stale: run `make exercises` and commit the result"
+    )
+    assert committed_tests.read_bytes() == fresh.visible_tests.read_bytes(), (
+        f"visible tests of {name} are stale: run `make exercises` and commit the result"
+    )
+
+
+def test_no_exercise_without_a_master() -> None:
+    assert sorted(p.stem for p in gen.EXERCISES_DIR.glob("*.ipynb")) == NAMES
+    assert sorted(p.stem for p in VISIBLE_DIR.glob("*.json")) == NAMES
+
+
+def test_generation_is_deterministic(regenerated: dict[str, gen.Generated], tmp_path: Path) -> None:
+    again = gen.generate(MASTERS[0], tmp_path / "e", tmp_path / "v", tmp_path / "a")
+    first = regenerated[MASTERS[0].stem]
+    assert again.notebook.read_bytes() == first.notebook.read_bytes()
+    assert again.visible_tests.read_bytes() == first.visible_tests.read_bytes()
+
+
+def _hidden_tests(bundle: Path) -> list[tuple[str, list[str]]]:
+    """(function name, assert lines) of every hidden test case in an autograder bundle."""
+    found = []
+    with zipfile.ZipFile(bundle) as zf:
+        sources = [zf.read(n).decode() for n in zf.namelist() if re.fullmatch(r"tests/.+\.py", n)]
+    for source in sources:
+        for node in ast.parse(source).body:
+            hidden = isinstance(node, ast.FunctionDef) and any(
+                kw.arg == "hidden" and getattr(kw.value, "value", False)
+                for d in node.decorator_list
+                if isinstance(d, ast.Call)
+                for kw in d.keywords
+            )
+            if hidden:
+                text = ast.get_source_segment(source, node)
+                asserts = [
+                    ln.strip() for ln in text.splitlines() if ln.strip().startswith("assert")
+                ]
+                found.append((node.name, asserts))
+    return found
+
+
+def _student_texts(name: str) -> dict[str, str]:
+    """The text a student receives for exercise `name`: notebook cells and visible tests."""
+    nb = nbformat.read(gen.EXERCISES_DIR / f"{name}.ipynb", as_version=4)
+    return {
+        f"exercises/{name}.ipynb": "\n".join(c.source for c in nb.cells) + json.dumps(nb.metadata),
+        f"visible/{name}.json": "\n".join(load_visible_tests(name).values()),
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hidden_tests_never_reach_students(
+    name: str, regenerated: dict[str, gen.Generated]
+) -> None:
+    hidden = _hidden_tests(regenerated[name].autograder)
+    assert hidden, f"{name} has no hidden tests"
+    for artifact, text in _student_texts(name).items():
+        for func, asserts in hidden:
+            assert func not in text, f"hidden test {func} appears in {artifact}"
+            for line in asserts:
+                assert line not in text, f"hidden assert of {func} appears in {artifact}: {line}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solutions_never_reach_students(name: str) -> None:
+    for artifact, text in _student_texts(name).items():
+        assert not re.search(r"#\s*(BEGIN|END) (SOLUTION|TESTS|QUESTION)|#\s*SOLUTION\b", text), (
+            f"{artifact} contains otter markers: a solution cell was not stripped"
+        )
+
+
+def test_hidden_test_detection_finds_a_planted_leak(regenerated: dict[str, gen.Generated]) -> None:
+    func, asserts = _hidden_tests(regenerated["ex1_infonce"].autograder)[0]
+    assert func in f"x = 1\ndef {func}(): pass" and asserts
+
+
+# ---- grading a folder of submissions -------------------------------------------------------------
+
+
+def _solved(name: str) -> nbformat.NotebookNode:
+    """The student notebook with every answer cell replaced by the master's solution."""
+    master = nbformat.read(gen.SOLUTIONS_DIR / f"{name}.ipynb", as_version=4)
+    nb = nbformat.read(gen.EXERCISES_DIR / f"{name}.ipynb", as_version=4)
+    by_first_line = {
+        c.source.split("\n")[0]: c.source for c in master.cells if c.cell_type == "code"
+    }
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "otter_answer_cell" in cell.metadata.get("tags", []):
+            source = by_first_line[cell.source.split("\n")[0]]
+            lines = [
+                ln for ln in source.split("\n") if not re.match(r"\s*# (BEGIN|END) SOLUTION", ln)
+            ]
+            cell.source = re.sub(r"\s*# SOLUTION$", "", "\n".join(lines), flags=re.MULTILINE)
+    return nb
+
+
+def _answer(nb: nbformat.NotebookNode, func: str, source: str) -> nbformat.NotebookNode:
+    """`nb` with the answer cell defining `func` replaced by `source`."""
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(f"def {func}(")]
+    cell.source = source
+    return nb
+
+
+def _with_cell(nb: nbformat.NotebookNode, source: str, at: int = 4) -> nbformat.NotebookNode:
+    """`nb` with one extra code cell at index `at`."""
+    nb.cells.insert(at, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _blank() -> nbformat.NotebookNode:
+    return nbformat.read(gen.EXERCISES_DIR / "ex1_infonce.ipynb", as_version=4)
+
+
+WRONG_LABELS = """\
+def info_nce_as_classification(query, keys, temperature=0.1):
+    q, k = F.normalize(query, dim=1), F.normalize(keys, dim=1)
+    return q @ k.T / temperature, torch.zeros(query.shape[0], dtype=torch.int64)
+"""
+SYNTAX_ERROR = "def info_nce_as_classification(query, keys, temperature=0.1):\n    return (((\n"
+DESTROY_CWD = """\
+import os
+import shutil
+from pathlib import Path
+
+for p in Path(".").iterdir():
+    shutil.rmtree(p) if p.is_dir() else p.unlink()
+os.makedirs("tests", exist_ok=True)
+for q in ("q1", "q2a", "q3b", "q4"):
+    Path(f"tests/{q}.py").write_text(f"OK_FORMAT = False\\nname = '{q}'\\npoints = 99\\n")
+Path("submission.ipynb").write_text("{}")
+"""
+PATCH_MACHINERY = """\
+import builtins
+import math
+
+import otter.test_files.abstract_test as at
+import otter.test_files.exception_test as et
+import torch
+
+
+def _pass_everything(self, env):
+    self.test_case_results = [at.TestCaseResult(test_case=tc, message="ok", passed=True) for tc in self.test_cases]
+
+
+et.ExceptionTestFile.run = _pass_everything
+torch.allclose = lambda *a, **k: True
+torch.isfinite = lambda x: torch.tensor(True)
+math.isclose = lambda *a, **k: True
+builtins.abs = lambda x: 0.0
+"""
+PATCH_AT_CALL = """\
+def info_nce_scratch(query, keys, temperature=0.1):
+    torch.allclose = lambda *a, **k: True  # cheat from inside the graded function
+    return torch.tensor(0.0)
+"""
+
+# file name -> (content builder, expected (q1, q2a, q3b, q4) or None, expected status regex)
+SUBMISSIONS = {
+    "alice.ipynb": (lambda: _solved("ex1_infonce"), (3, 2, 3, 3), "ok"),
+    "carol.ipynb": (
+        lambda: _answer(_solved("ex1_infonce"), "info_nce_as_classification", WRONG_LABELS),
+        (3, 1, 3, 3),
+        "ok",
+    ),
+    "blank.ipynb": (_blank, (0, 0, 0, 0), "ok"),
+    "busy_loop.ipynb": (
+        lambda: _with_cell(_solved("ex1_infonce"), "while True:\n    pass"),
+        (0, 0, 0, 0),
+        "timeout",
+    ),
+    "syntax_error.ipynb": (
+        lambda: _answer(_solved("ex1_infonce"), "info_nce_as_classification", SYNTAX_ERROR),
+        (3, 0, 3, 3),
+        "ok",
+    ),
+    "os_exit.ipynb": (
+        lambda: _with_cell(_solved("ex1_infonce"), "import os\n\nos._exit(0)"),
+        (0, 0, 0, 0),
+        r"error: the notebook ended the grading process \(exit code 0\)",
+    ),
+    "sys_exit.ipynb": (
+        lambda: _with_cell(_solved("ex1_infonce"), "import sys\n\nsys.exit()"),
+        (3, 2, 3, 3),
+        "ok",
+    ),
+    "destroys_cwd.ipynb": (
+        lambda: _with_cell(_solved("ex1_infonce"), DESTROY_CWD),
+        (3, 2, 3, 3),
+        "ok",
+    ),
+    "patches_tests.ipynb": (
+        lambda: _answer(_with_cell(_blank(), PATCH_MACHINERY), "info_nce_scratch", PATCH_AT_CALL),
+        (0, 0, 0, 0),
+        "ok",
+    ),
+    "not_json.ipynb": ("this is not JSON {", (0, 0, 0, 0), "unreadable"),
+    "not_a_notebook.ipynb": ('{"cells": "nope", "hello": [1, 2]}', (0, 0, 0, 0), "unreadable"),
+    "empty.ipynb": ("", (0, 0, 0, 0), "unreadable"),
+    "photo.png": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", (0, 0, 0, 0), "unreadable"),
+    "dave": ("no extension, plain text", (0, 0, 0, 0), "unreadable"),
+}
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with one file per case of SUBMISSIONS."""
+    folder = tmp_path_factory.mktemp("submissions")
+    for name, (content, _, _) in SUBMISSIONS.items():
+        content = content() if callable(content) else content
+        if isinstance(content, nbformat.NotebookNode):
+            nbformat.write(content, folder / name)
+        elif isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            (folder / name).write_text(content)
+    return folder
+
+
+def _grade(submissions: Path, regenerated: dict[str, gen.Generated], out: Path) -> list[dict]:
+    bundle = regenerated["ex1_infonce"].autograder
+    grade.grade_folder(
+        "ex1_infonce", submissions, out, bundle=bundle, timeout=LOOP_TIMEOUT_S, jobs=2
+    )
+    with open(out / "grades.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def graded(submissions: Path, regenerated: dict[str, gen.Generated], tmp_path_factory) -> tuple:
+    """Digests of the submissions, then the CSV rows and output folder of grading them."""
+    before = {p.name: p.read_bytes() for p in submissions.iterdir()}
+    out = tmp_path_factory.mktemp("out")
+    return before, _grade(submissions, regenerated, out), out
+
+
+def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
+    _, rows, _ = graded
+    assert sorted(r["file"] for r in rows) == sorted(SUBMISSIONS)
+    assert [r["file"] for r in rows] == sorted(r["file"] for r in rows), "rows sorted by file"
+    assert list(rows[0]) == ["student", "file", "q1", "q2a", "q3b", "q4", "total", "status"]
+
+
+@pytest.mark.parametrize("file", sorted(SUBMISSIONS))
+def test_row(file: str, graded: tuple) -> None:
+    _, rows, out = graded
+    (row,) = [r for r in rows if r["file"] == file]
+    _, scores, status = SUBMISSIONS[file]
+    assert re.fullmatch(status, row["status"]), row
+    got = tuple(float(row[q]) for q in ("q1", "q2a", "q3b", "q4"))
+    assert got == scores, row
+    assert float(row["total"]) == sum(scores), row
+    assert row["student"] == Path(file).stem
+    feedback = (out / "feedback" / f"{row['student']}.txt").read_text()
+    assert f"status: {row['status']}" in feedback
+
+
+def test_feedback_explains_tampering_and_hides_hidden_tests(graded: tuple) -> None:
+    _, _, out = graded
+    patched = (out / "feedback" / "patches_tests.txt").read_text()
+    assert "ExceptionTestFile.run" in patched and "torch.allclose" in patched
+    assert "torch.allclose while being tested" in patched
+    carol = (out / "feedback" / "carol.txt").read_text()
+    assert "q2a: 1 / 2" in carol and "hidden test 2: failed" in carol
+    assert "the label of query i is i" in carol  # the hidden test's message, not its source
+    assert "info_nce(q, k, temperature=tau)" not in carol
+
+
+def test_submissions_are_not_modified(graded: tuple, submissions: Path) -> None:
+    before, _, _ = graded
+    assert {p.name: p.read_bytes() for p in submissions.iterdir()} == before
+
+
+def test_rerun_gives_the_same_csv(
+    graded: tuple, submissions: Path, regenerated: dict[str, gen.Generated], tmp_path: Path
+) -> None:
+    _, _, out = graded
+    _grade(submissions, regenerated, tmp_path)
+    assert (tmp_path / "grades.csv").read_bytes() == (out / "grades.csv").read_bytes()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_master_scores_full_marks(
+    name: str, regenerated: dict[str, gen.Generated], tmp_path: Path
+) -> None:
+    bundle = regenerated[name].autograder
+    outcome = grade.grade_file(gen.SOLUTIONS_DIR / f"{name}.ipynb", name, bundle, timeout=600)
+    assert outcome.status == "ok", outcome.feedback
+    assert outcome.scores == grade.questions(bundle), outcome.feedback
+
+
+def test_student_ids_stay_unique() -> None:
+    ids = grade.student_ids([Path("a.ipynb"), Path("a.txt"), Path("b.ipynb")])
+    assert ids == {Path("a.ipynb"): "a.ipynb", Path("a.txt"): "a.txt", Path("b.ipynb"): "b"}
+
+
+def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="make exercises"):
+        grade.grade_folder("no_such_exercise", tmp_path, tmp_path / "out")
+    with pytest.raises(SystemExit):
+        grade.main(["ex1_infonce", str(tmp_path)])  # -o is required
+
+
+def test_a_failing_grader_still_gives_the_file_a_row(
+    regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.ipynb").write_text("{}")
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("grader bug")
+
+    monkeypatch.setattr(grade, "grade_file", broken)
+    bundle = regenerated["ex1_infonce"].autograder
+    (outcome,) = grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)
+    assert (outcome.file, outcome.status) == ("x.ipynb", "error: grader failed (ZeroDivisionError)")
+    assert "x,x.ipynb,0,0,0,0,0,error" in (tmp_path / "out" / "grades.csv").read_text()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_visible_tests_are_materialised_for_grader_check(name: str) -> None:
+    folder = Path(visible_tests(name))
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(load_visible_tests(name))
+    assert all("OK_FORMAT = False" in p.read_text() for p in folder.glob("*.py"))
+
+
+def test_unknown_exercise_is_rejected() -> None:
+    with pytest.raises(ValueError, match="ex1_infonce"):
+        visible_tests("ex9_missing")
