@@ -333,8 +333,9 @@ def test_rerun_gives_the_same_csv(
     assert (tmp_path / "grades.csv").read_bytes() == (out / "grades.csv").read_bytes()
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_every_master_scores_full_marks(
+# ex1 end to end through the grader; nbval executes every master with its tests (CI time budget).
+@pytest.mark.parametrize("name", ["ex1_infonce"])
+def test_master_scores_full_marks(
     name: str, regenerated: dict[str, gen.Generated], tmp_path: Path
 ) -> None:
     bundle = regenerated[name].autograder
