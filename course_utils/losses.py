@@ -27,7 +27,9 @@ def _check_embeddings(name: str, x: object, ndim: int) -> None:
     if x.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     if x.shape[-1] == 0:
-        raise ValueError(f"{name} must have an embedding dimension D >= 1, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have an embedding dimension D >= 1, got shape {tuple(x.shape)}"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf")
 
@@ -37,7 +39,9 @@ def _check_same(name: str, x: torch.Tensor, ref_name: str, ref: torch.Tensor) ->
     if x.dtype != ref.dtype:
         raise TypeError(f"{name} must have the dtype of {ref_name} ({ref.dtype}), got {x.dtype}")
     if x.device != ref.device:
-        raise ValueError(f"{name} must be on the device of {ref_name} ({ref.device}), got {x.device}")
+        raise ValueError(
+            f"{name} must be on the device of {ref_name} ({ref.device}), got {x.device}"
+        )
 
 
 def _check_temperature(temperature: object) -> float:
