@@ -5,7 +5,7 @@
 Prints markdown tables:
 1. forward+backward time for N in 256, 1024, 4096 (D=128) as ratios to lightly's NTXentLoss and
    pytorch-metric-learning's SelfSupervisedLoss(NTXentLoss()), all measured in this run, interleaved;
-2. peak memory of dense vs tiled at N = 4096, 8192, 16384, each in a fresh process: max RSS on CPU,
+2. peak memory of dense vs tiled at N = 4096, 8192, 16384, each in a fresh process: peak RSS on CPU,
    torch.cuda.max_memory_allocated on CUDA; "loss" columns subtract what the process held before
    the loss ran (interpreter, torch, inputs).
 Targets: dense time <= 1.0x lightly; tiled time <= 1.5x dense; tiled peak >= 10x below dense at
@@ -132,6 +132,27 @@ def time_table(dev: torch.device) -> None:
         )
 
 
+def _proc_status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_peak_bytes() -> int:
+    """This process's peak RSS. VmHWM belongs to the process's own address space; ru_maxrss can
+    include the parent's RSS at fork/exec time on Linux, so it is only the fallback (macOS: bytes)."""
+    hwm = _proc_status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
 def memory_child(mode: str, n: int) -> None:
     """Run one forward+backward in this (fresh) process and print its peak memory as JSON."""
     dev = device()
@@ -144,13 +165,13 @@ def memory_child(mode: str, n: int) -> None:
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
     else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        before = _proc_status_bytes("VmRSS") or _cpu_peak_bytes()
     nt_xent(z1, z2, chunk_size=chunk).backward()
     if dev.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = _cpu_peak_bytes()
     print(json.dumps({"peak": peak, "before": before}))
 
 
@@ -166,7 +187,7 @@ def measure_in_fresh_process(mode: str, n: int) -> dict[str, int]:
 
 def memory_table(dev: torch.device) -> None:
     """Peak memory dense vs tiled, each case in its own process."""
-    kind = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process max RSS"
+    kind = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "process peak RSS"
     print(f"\n### NT-Xent forward+backward peak memory ({kind}), D={D}, tiled K={CHUNK}\n")
     print(
         "| N | dense MiB | tiled MiB | dense/tiled | dense loss MiB | tiled loss MiB | loss ratio |"
@@ -189,9 +210,19 @@ def memory_table(dev: torch.device) -> None:
         )
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     dev = device()
-    name = torch.cuda.get_device_name() if dev.type == "cuda" else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name() if dev.type == "cuda" else cpu_name()
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return (
         f"{dev.type}: {name}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
