@@ -53,7 +53,7 @@ def _check_temperature(temperature: object) -> float:
     return float(temperature)
 
 
-def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """Rows of `x` scaled to unit L2 norm, in float32 for half inputs (zero rows stay zero)."""
     if torch.finfo(x.dtype).bits < 32:
         x = x.float()
@@ -93,7 +93,7 @@ def info_nce(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     n, d = query.shape
-    q, p = l2_normalize(query), l2_normalize(positive_key)
+    q, p = _l2_normalize(query), _l2_normalize(positive_key)
     if negative_keys is None:
         if n < 2:
             raise ValueError(f"query needs N >= 2 rows for in-batch negatives, got N={n}")
@@ -122,7 +122,7 @@ def info_nce(
             )
         if negative_keys.shape[-2] == 0:
             raise ValueError("negative_keys must hold at least one negative (M >= 1)")
-        k = l2_normalize(negative_keys)
+        k = _l2_normalize(negative_keys)
         positive = (q * p).sum(-1, keepdim=True)
         negative = q @ k.T if k.dim() == 2 else torch.bmm(k, q.unsqueeze(-1)).squeeze(-1)
         logits = torch.cat([positive, negative], dim=1)  # the positive is class 0
@@ -210,7 +210,7 @@ def nt_xent(
             raise TypeError(f"chunk_size must be None or an int, got {type(chunk_size).__name__}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    z = l2_normalize(torch.cat([z1, z2]))
+    z = _l2_normalize(torch.cat([z1, z2]))
     if chunk_size is None:
         logits = (z / tau) @ z.T
         logits.fill_diagonal_(-math.inf)  # a view is not its own negative
