@@ -5,7 +5,9 @@
 Prints markdown tables:
 1. forward+backward time for N in 256, 1024, 4096 (D=128) as ratios to lightly's NTXentLoss and
    pytorch-metric-learning's SelfSupervisedLoss(NTXentLoss()), all measured in this run, interleaved
-   (best of ROUNDS: on a shared machine other processes only ever add time);
+   (best of ROUNDS: on a shared machine other processes only ever add time). On CPU the clock is
+   the process CPU time, which other processes do not inflate (run with OMP_NUM_THREADS=1 on a
+   shared machine: idle OpenMP threads spin and count); on CUDA, wall time between synchronisations;
 2. peak memory of dense vs tiled at N = 4096, 8192, 16384, each in a fresh process: peak RSS on CPU,
    torch.cuda.max_memory_allocated on CUDA; "loss" columns subtract what the process held before
    the loss ran (interpreter, torch, inputs).
@@ -102,7 +104,9 @@ def loss_functions(n: int, dev: torch.device) -> dict[str, Callable[[], torch.Te
 
 def time_table(dev: torch.device) -> None:
     """Median forward+backward seconds per method and the ratios the targets are about."""
-    print(f"\n### NT-Xent forward+backward time, D={D}, best of {ROUNDS} interleaved rounds\n")
+    clock = time.perf_counter if dev.type == "cuda" else time.process_time
+    kind = "wall time" if dev.type == "cuda" else "process CPU time"
+    print(f"\n### NT-Xent forward+backward {kind}, D={D}, best of {ROUNDS} interleaved rounds\n")
     print("| N | dense s | tiled s | lightly s | pml s | dense/lightly | dense/pml | tiled/dense |")
     print("|---|---|---|---|---|---|---|---|")
     for n in TIME_SIZES:
@@ -111,11 +115,11 @@ def time_table(dev: torch.device) -> None:
         for round_ in range(ROUNDS + 1):  # round 0 warms up (allocator, kernels)
             for name, fn in fns.items():
                 sync(dev)
-                start = time.perf_counter()
+                start = clock()
                 fn().backward()
                 sync(dev)
                 if round_:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append(clock() - start)
         best = {name: min(ts) for name, ts in times.items()}
         dense, tiled = best["dense"], best[f"tiled K={CHUNK}"]
 
