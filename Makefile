@@ -18,9 +18,9 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 course: $(VENV)/.installed-lab
 	$(BIN)/python scripts/run_course.py notebooks build
 
-# The grading tests need otter-grader (the instructor extra).
+# The grading tests need otter-grader (instructor); the reference-library tests need bench.
 # One torch thread per xdist worker: two workers on two cores, no thread oversubscription.
-test: $(VENV)/.installed-test,instructor
+test: $(VENV)/.installed-test,instructor,bench
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	COURSE_PROFILE=ci OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope \
@@ -29,6 +29,10 @@ test: $(VENV)/.installed-test,instructor
 # Regenerate exercises/ and build/autograder/ from the masters in solutions/ (commit exercises/).
 exercises: $(VENV)/.installed-instructor
 	$(BIN)/python -m course_utils.grading.generate
+
+# Every benchmark prints its ratios against a reference measured in the same run.
+bench: $(VENV)/.installed-bench
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 lab: $(VENV)/.installed-lab
 	$(BIN)/jupyter lab notebooks
