@@ -275,7 +275,10 @@ def train_mlm(
     )
     special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / max(steps, 1))
+    warmup = max(1, steps // 10)  # post-LayerNorm BERT needs a warmup to train at a high lr
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, (steps - s) / max(steps - warmup, 1))
+    )
     model.train()
     losses = []
     for _ in range(steps):
