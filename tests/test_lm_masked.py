@@ -87,7 +87,7 @@ def test_word_l2r_differs_only_with_multi_token_words(mlm):
         if len(words) == len(set(words)):  # every word one token: the same masked copies
             assert l2r[i] == original[i]
         else:
-            assert abs(l2r[i] - original[i]) > 1e-4
+            assert abs(l2r[i] - original[i]) > 1e-6  # other inputs: not float noise
 
 
 def test_pll_of_a_text_does_not_depend_on_its_batch_neighbours(mlm):
@@ -200,11 +200,12 @@ def test_train_mlm_lowers_the_masked_loss(mlm):
         model,
         tokenizer,
         lines,
-        steps=60,
+        steps=40,
+        lr=3e-3,
         mlm_probability=0.3,
         generator=torch.Generator().manual_seed(0),
     )
-    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10  # measured: 3.3 vs 4.7
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10  # first vs last 10 steps
 
 
 @pytest.mark.parametrize(
