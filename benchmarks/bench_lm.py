@@ -83,7 +83,7 @@ def bench_pseudo_log_likelihood() -> None:
     model, tokenizer = tiny_mlm(load_text("pydoc"))
     texts = texts_of_about(tokenizer, N_TEXTS, TOKENS_PER_TEXT)
     n_tokens = sum(len(tokenizer(t)["input_ids"]) - 2 for t in texts)
-    print(f"tiny BERT ({model.num_parameters() / 1e3:.0f}k parameters), {len(texts)} texts, ")
+    print(f"tiny BERT ({model.num_parameters() / 1e3:.0f}k parameters), {len(texts)} texts,")
     print(
         f"{n_tokens} scored tokens, batch_size={BATCH_SIZE}, torch threads={torch.get_num_threads()}"
     )
