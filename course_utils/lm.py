@@ -1,13 +1,380 @@
-"""Language-model likelihoods: sliding-window perplexity of causal LMs, tiny offline models."""
+"""Language-model likelihoods: masking and batched pseudo-log-likelihood of masked LMs,
+sliding-window perplexity of causal LMs, and tiny offline models of both kinds."""
 
 from __future__ import annotations
 
 import math
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+PLL_VARIANTS = ("original", "word_l2r")
+SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "unk_token": "[UNK]",
+    "cls_token": "[CLS]",
+    "sep_token": "[SEP]",
+    "mask_token": "[MASK]",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Masking (BERT's 80/10/10 rule)
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    *,
+    mask_token_id: int,
+    vocab_size: int,
+    special_tokens_mask: torch.Tensor | None = None,
+    mlm_probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: pick each non-special token with `mlm_probability`; 80% [MASK], 10% random, 10% kept.
+
+    Returns `(inputs, labels)`: `labels` holds the original id at picked positions and -100 elsewhere.
+    """
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long:
+        raise TypeError("input_ids must be a torch.long tensor")
+    if not 0.0 <= mlm_probability <= 1.0:
+        raise ValueError(f"mlm_probability must be in [0, 1], got {mlm_probability}")
+    if not 0 <= mask_token_id < vocab_size:
+        raise ValueError(
+            f"mask_token_id must be in [0, vocab_size={vocab_size}), got {mask_token_id}"
+        )
+    if special_tokens_mask is not None and special_tokens_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"special_tokens_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {tuple(special_tokens_mask.shape)}"
+        )
+    # Draw on the generator's device (a CPU generator by default), then move: reproducible anywhere.
+    where = generator.device if generator is not None else input_ids.device
+
+    def uniform() -> torch.Tensor:
+        return torch.rand(input_ids.shape, generator=generator, device=where).to(input_ids.device)
+
+    picked = uniform() < mlm_probability
+    if special_tokens_mask is not None:
+        picked &= ~special_tokens_mask.bool()
+    labels = torch.where(picked, input_ids, -100)
+    action = uniform()  # one draw decides [MASK] (< 0.8), random (< 0.9) or kept (>= 0.9)
+    random_ids = torch.randint(
+        vocab_size, input_ids.shape, generator=generator, device=where, dtype=torch.long
+    ).to(input_ids.device)
+    inputs = torch.where(picked & (action < 0.8), mask_token_id, input_ids)
+    inputs = torch.where(picked & (action >= 0.8) & (action < 0.9), random_ids, inputs)
+    return inputs, labels
+
+
+# ----------------------------------------------------------------------------------------------
+# Pseudo-log-likelihood (Salazar et al. 2020; word_l2r: Kauf & Ivanova 2023)
+
+
+def _check_masked_lm(model: torch.nn.Module, tokenizer) -> None:
+    """Raise ValueError unless `model` is a bidirectional masked LM and `tokenizer` has [MASK]."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = getattr(model, "config", None)
+    causal_names = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    if getattr(config, "is_decoder", False) or type(model).__name__ in causal_names:
+        raise ValueError(
+            f"model must be a masked (bidirectional) LM, got the causal model {type(model).__name__}; "
+            "score it with its perplexity instead"
+        )
+    if getattr(tokenizer, "mask_token_id", None) is None:
+        raise ValueError(
+            "tokenizer has no mask token: pseudo-log-likelihood needs a masked LM's tokenizer"
+        )
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    """The texts as a list, or ValueError/TypeError for an empty list or an empty text."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError("texts must hold at least one text, got an empty list")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"texts[{i}] is empty: every text needs at least one token to score")
+    return list(texts)
+
+
+def _masked_copies(
+    tokenizer, texts: list[str], variant: str, max_length: int | None
+) -> tuple[torch.Tensor, ...]:
+    """Padded token tables and one row per masked copy: (ids, attention, types, word, text, position)."""
+    enc = tokenizer(texts, return_special_tokens_mask=True, return_token_type_ids=True)
+    n = len(texts)
+    lengths = [len(ids) for ids in enc["input_ids"]]
+    width = max(lengths)
+    if max_length is not None and width > max_length:
+        i = lengths.index(width)
+        raise ValueError(
+            f"texts[{i}] has {width} tokens, more than the model's {max_length} positions"
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    types = torch.zeros((n, width), dtype=torch.long)
+    attention = torch.zeros((n, width), dtype=torch.long)
+    scored = torch.zeros((n, width), dtype=torch.bool)
+    word = torch.full((n, width), -1, dtype=torch.long)  # -1: special token or padding
+    for i, length in enumerate(lengths):
+        ids[i, :length] = torch.tensor(enc["input_ids"][i])
+        types[i, :length] = torch.tensor(enc["token_type_ids"][i])
+        attention[i, :length] = 1
+        scored[i, :length] = torch.tensor(enc["special_tokens_mask"][i]) == 0
+        if variant == "word_l2r":
+            word[i, :length] = torch.tensor([-1 if w is None else w for w in enc.word_ids(i)])
+    empty = (~scored.any(1)).nonzero().flatten()
+    if len(empty):
+        raise ValueError(f"texts[{int(empty[0])}] has no token to score (only special tokens)")
+    # One copy per scored token; copies of texts of similar length share batches (less padding).
+    order = torch.tensor(lengths).argsort(stable=True)
+    text, position = scored[order].nonzero(as_tuple=True)
+    text = order[text]
+    return ids, attention, types, word, text, position
+
+
+def _pll_log_probs(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    variant: str,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`log p(x_t | masked copy)` of every scored token, and the index of the text it belongs to."""
+    if variant not in PLL_VARIANTS:
+        raise ValueError(f"variant must be one of {PLL_VARIANTS}, got {variant!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if variant == "word_l2r" and not getattr(tokenizer, "is_fast", False):
+        raise ValueError("variant='word_l2r' needs a fast tokenizer (it reads word ids)")
+    _check_masked_lm(model, tokenizer)
+    texts = _check_texts(texts)
+    max_length = getattr(model.config, "max_position_embeddings", None)
+    ids, attention, types, word, text, position = _masked_copies(
+        tokenizer, texts, variant, max_length
+    )
+    dev = next(model.parameters()).device
+    ids, attention, types, word = (t.to(dev) for t in (ids, attention, types, word))
+    text, position = text.to(dev), position.to(dev)
+    lengths = attention.sum(1)
+    use_types = "token_type_ids" in tokenizer.model_input_names
+    out = torch.empty(len(text), dtype=torch.float64, device=dev)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(text), batch_size):
+                rows = text[start : start + batch_size]
+                pos = position[start : start + batch_size]
+                width = int(lengths[rows].max())  # trim the padding this batch does not need
+                batch_ids = ids[rows, :width]
+                columns = torch.arange(width, device=dev)
+                masked = columns == pos[:, None]
+                if variant == "word_l2r":  # also hide the later pieces of the target's word
+                    words = word[rows, :width]
+                    same_word = words == words.gather(1, pos[:, None])
+                    masked |= (columns > pos[:, None]) & same_word
+                inputs = batch_ids.masked_fill(masked, tokenizer.mask_token_id)
+                extra = {"token_type_ids": types[rows, :width]} if use_types else {}
+                logits = model(
+                    input_ids=inputs, attention_mask=attention[rows, :width], **extra
+                ).logits
+                target_logits = logits[torch.arange(len(rows), device=dev), pos].float()
+                targets = batch_ids.gather(1, pos[:, None])
+                logp = F.log_softmax(target_logits, dim=-1).gather(1, targets)[:, 0]
+                out[start : start + len(rows)] = logp.double()
+    finally:
+        model.train(was_training)
+    return out.cpu(), text.cpu()
+
+
+def pseudo_log_likelihood(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    variant: str = "original",
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Per text, `sum_t log p(x_t | x_without_t)` over its non-special tokens, in nats (float64, CPU).
+
+    All masked copies of all texts go through the model `batch_size` copies at a time.
+    `variant="word_l2r"` also masks the later tokens of the target token's word.
+    """
+    logp, text = _pll_log_probs(model, tokenizer, texts, variant, batch_size)
+    return torch.zeros(len(texts), dtype=torch.float64).index_add_(0, text, logp)
+
+
+def pseudo_perplexity(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    variant: str = "original",
+    batch_size: int = 64,
+) -> float:
+    """`exp(-sum PLL / number of scored tokens)` over all texts."""
+    logp, _ = _pll_log_probs(model, tokenizer, texts, variant, batch_size)
+    return float(torch.exp(-logp.mean()))
+
+
+# ----------------------------------------------------------------------------------------------
+# A tiny masked LM built offline
+
+
+def _wordpiece_tokenizer(lines: list[str], vocab_size: int):
+    """Train a lowercasing WordPiece tokenizer (BERT's pre-tokenizer and [CLS] x [SEP] template)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()))
+    tok.train_from_iterator(lines, trainer=trainer)
+    cls, sep = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
+
+
+def train_mlm(
+    model: torch.nn.Module,
+    tokenizer,
+    lines: Sequence[str],
+    *,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    mlm_probability: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Train a masked LM with BERT masking on random batches of `lines` (one sequence per line); losses."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    dev = next(model.parameters()).device
+    lines = _check_texts(lines)
+    enc = tokenizer(
+        lines,
+        padding=True,
+        truncation=True,
+        max_length=model.config.max_position_embeddings,
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
+    special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 10)  # post-LayerNorm BERT needs a warmup to train at a high lr
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, (steps - s) / max(steps - warmup, 1))
+    )
+    model.train()
+    losses = []
+    for _ in range(steps):
+        rows = torch.randint(len(lines), (batch_size,), generator=generator)
+        width = int(enc["attention_mask"][rows].sum(1).max())
+        inputs, labels = mask_tokens(
+            enc["input_ids"][rows, :width],
+            mask_token_id=tokenizer.mask_token_id,
+            vocab_size=len(tokenizer),
+            special_tokens_mask=special[rows, :width],
+            mlm_probability=mlm_probability,
+            generator=generator,
+        )
+        if (labels == -100).all():  # nothing picked in this batch: no loss to learn from
+            continue
+        out = model(
+            input_ids=inputs.to(dev),
+            attention_mask=enc["attention_mask"][rows, :width].to(dev),
+            labels=labels.to(dev),
+        )
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(out.loss.item())
+    model.eval()
+    return losses
+
+
+def tiny_mlm(
+    corpus: str,
+    *,
+    vocab_size: int = 1000,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    max_length: int = 64,
+    steps: int = 0,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    mlm_probability: float = 0.15,
+    seed: int = 0,
+    directory: str | Path | None = None,
+):
+    """A WordPiece tokenizer and a small `BertForMaskedLM` built from `corpus` (one sequence per line).
+
+    Trains `steps` steps of masked modelling, saves both with `save_pretrained` into `directory`
+    (a temporary one if None) and returns `(model, tokenizer)` reloaded with `from_pretrained`.
+    """
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    if not isinstance(corpus, str):
+        raise TypeError(f"corpus must be a str, got {type(corpus).__name__}")
+    lines = [line for line in corpus.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("corpus must hold at least one non-empty line")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # the model's initial weights
+    tokenizer = _wordpiece_tokenizer(lines, vocab_size)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=max_length,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = BertForMaskedLM(config)
+    train_mlm(
+        model,
+        tokenizer,
+        lines,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        mlm_probability=mlm_probability,
+        generator=generator,
+    )
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no save/load progress bars in lesson output
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(directory) if directory is not None else Path(tmp)
+            tokenizer.save_pretrained(path)
+            model.save_pretrained(path)
+            loaded = AutoModelForMaskedLM.from_pretrained(path).eval()
+            return loaded, AutoTokenizer.from_pretrained(path)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
 
 # ---------------------------------------------------------------------------------------------
 # Causal side: each token scored once, with the context its sliding window gives it.
