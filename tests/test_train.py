@@ -93,7 +93,7 @@ def test_learning_rate_follows_warmup_then_cosine(digits) -> None:
     assert run.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")  # fp16 skips
+@pytest.mark.filterwarnings("ignore:Detected call of")  # fp16 skips
 def test_non_finite_half_precision_loss_raises_a_clear_message(digits) -> None:
     # An absurd learning rate overflows fp16 activations (max 65504) within a few steps.
     config = _config(epochs=2, precision="fp16", lr=1e8, warmup_epochs=0.0, weight_decay=0.0)
