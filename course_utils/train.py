@@ -1,0 +1,324 @@
+"""SimCLR pretraining in one readable loop: config, model, schedule, AMP, kNN monitor, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_utils.augment import SimCLRAugment
+from course_utils.data import batches
+from course_utils.losses import nt_xent
+from course_utils.models import ProjectionHead, resnet18_cifar
+from course_utils.probe import extract_features, knn_accuracy
+from course_utils.runtime import device, seed_everything
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass
+class SimCLRConfig:
+    """Every knob of a SimCLR run; the defaults are the CIFAR-10 ResNet-18 GPU recipe."""
+
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float = 0.24  # peak SGD learning rate: 0.06 per 128 images of batch (lightly's benchmark)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0  # linear warm-up, then cosine decay to 0, updated every step
+    temperature: float = 0.5
+    width: int = 64  # channels of the first ResNet stage (64 = the standard ResNet-18)
+    proj_hidden: int = 512
+    proj_dim: int = 128
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    flip_p: float = 0.5
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1)
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    blur_p: float = 0.0
+    mean: tuple[float, ...] | None = None  # per-channel normalisation; None = from the images
+    std: tuple[float, ...] | None = None
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    precision: str = "auto"  # bf16 on GPUs that support it, fp16 (+ loss scaling) else, fp32 on CPU
+    seed: int = 0
+    checkpoint: str | None = None  # a file: saved after every epoch, resumed from when it exists
+    progress: bool = True  # tqdm bar per epoch
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "width", "proj_hidden", "proj_dim", "knn_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        for name in ("lr", "temperature", "knn_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("momentum", "flip_p", "jitter_p", "gray_p", "blur_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("weight_decay and warmup_epochs must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        # Tuples, so that a config read back from a checkpoint compares equal to the original.
+        for name in ("crop_scale", "jitter", "mean", "std"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(float(v) for v in getattr(self, name)))
+
+
+class SimCLR(nn.Module):
+    """Encoder f and projection head g; `normalize` turns uint8 images into the encoder's input."""
+
+    def __init__(
+        self, encoder: nn.Module, head: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]
+    ) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) images -> normalised float input (the un-augmented view)."""
+        x = images.to(self.mean.device).float() / 255
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Representation h = f(x) (kept for downstream tasks) and projection z = g(h) (for the loss)."""
+        h = self.encoder(x)
+        return h, self.head(h)
+
+
+@dataclass
+class SimCLRRun:
+    """What `train_simclr` returns: the model, its augmentation and one history row per epoch."""
+
+    model: SimCLR
+    augment: SimCLRAugment
+    history: list[dict[str, float]]
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    x = images.float().div(255).transpose(0, 1).flatten(1)
+    return tuple(x.mean(1).tolist()), tuple(x.std(1).tolist())
+
+
+def build(
+    config: SimCLRConfig, images: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[SimCLR, SimCLRAugment]:
+    """The SimCLR model and augmentation (drawing from CPU `generator`) for images like `images`."""
+    mean, std = config.mean, config.std
+    if mean is None or std is None:
+        mean, std = channel_stats(images)
+    encoder = resnet18_cifar(in_channels=images.shape[1], width=config.width)
+    head = ProjectionHead(encoder.feature_dim, config.proj_hidden, config.proj_dim)
+    augment = SimCLRAugment(
+        images.shape[-1],
+        scale=config.crop_scale,
+        flip_p=config.flip_p,
+        jitter=config.jitter,
+        jitter_p=config.jitter_p,
+        gray_p=config.gray_p,
+        blur_p=config.blur_p,
+        mean=mean,
+        std=std,
+        generator=generator,
+    )
+    return SimCLR(encoder, head, mean, std), augment
+
+
+def _precision(config: SimCLRConfig, dev: torch.device) -> torch.dtype:
+    if config.precision == "fp32" or (config.precision == "auto" and dev.type != "cuda"):
+        return torch.float32
+    if config.precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+
+
+def _schedule(config: SimCLRConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    total = config.epochs * steps_per_epoch
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def configure_optimizer(model: nn.Module, config: SimCLRConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum; weight decay on weight matrices and kernels only."""
+    # No weight decay on BatchNorm weights and biases (1-D tensors): decaying them only fights the
+    # normalisation and costs accuracy.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    part = path.with_name(path.name + ".part")
+    torch.save(state, part)
+    os.replace(part, path)  # a disconnect mid-save leaves the previous checkpoint intact
+
+
+def _check_images(name: str, images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.dtype != torch.uint8:
+        got = (
+            f"{images.dtype} tensor of shape {tuple(images.shape)}"
+            if isinstance(images, torch.Tensor)
+            else type(images).__name__
+        )
+        raise ValueError(f"{name} must be a uint8 (N, C, H, W) tensor, got {got}")
+
+
+def knn_monitor(
+    model: SimCLR, monitor: tuple[torch.Tensor, ...], k: int, temperature: float
+) -> float:
+    """kNN accuracy of the encoder's features: train images as the memory bank, test as queries."""
+    train_x, train_y, test_x, test_y = monitor
+    bank = extract_features(model.encoder, train_x, preprocess=model.normalize)
+    query = extract_features(model.encoder, test_x, preprocess=model.normalize)
+    return knn_accuracy(bank, train_y, query, test_y, k=k, temperature=temperature)
+
+
+def train_simclr(
+    config: SimCLRConfig,
+    images: torch.Tensor,
+    *,
+    monitor: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
+) -> SimCLRRun:
+    """Pretrain SimCLR on uint8 `images`; `monitor` = (train_x, train_y, test_x, test_y) for kNN."""
+    _check_images("images", images)
+    if config.batch_size > len(images):
+        raise ValueError(
+            f"batch_size ({config.batch_size}) must be <= the number of images ({len(images)})"
+        )
+    if monitor is not None:
+        if len(monitor) != 4:
+            raise ValueError("monitor must be (train_x, train_y, test_x, test_y)")
+        _check_images("monitor train_x", monitor[0])
+        _check_images("monitor test_x", monitor[2])
+    dev = device()
+    amp_dtype = _precision(config, dev)
+
+    seed_everything(config.seed)  # the model's initial weights
+    augment_rng = torch.Generator().manual_seed(config.seed + 1)  # augment draws on the CPU
+    model, augment = build(config, images, augment_rng)
+    # channels_last (NHWC) lets cuDNN pick tensor-core convolution kernels without transposes.
+    model = model.to(dev, memory_format=torch.channels_last)
+    augment = augment.to(dev)
+    shuffle_rng = torch.Generator().manual_seed(config.seed)
+    data = images.to(dev)  # the whole set lives on the device: batches are index slices, no workers
+    if monitor is not None:
+        monitor = tuple(t.to(dev) for t in monitor)
+
+    steps_per_epoch = len(data) // config.batch_size  # drop_last: every step sees a full batch
+    optimizer = configure_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
+    # fp16 needs loss scaling to keep small gradients representable; bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+
+    path = Path(config.checkpoint) if config.checkpoint else None
+    if path is not None and path.exists():
+        state = torch.load(path, map_location=dev, weights_only=False)
+        saved = SimCLRConfig(**state["config"])
+        differ = [
+            f.name
+            for f in fields(SimCLRConfig)
+            if f.name != "progress" and getattr(saved, f.name) != getattr(config, f.name)
+        ]
+        if differ:
+            raise ValueError(
+                f"checkpoint {path} was written with a different config ({', '.join(differ)}): "
+                "use the same config to resume, or another checkpoint path to start afresh"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        shuffle_rng.set_state(state["shuffle_rng"].cpu())
+        augment_rng.set_state(state["augment_rng"].cpu())
+        history, start_epoch = state["history"], state["epoch"]
+
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        losses = []
+        bar = tqdm(
+            batches(data, batch_size=config.batch_size, drop_last=True, generator=shuffle_rng),
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not config.progress,
+            leave=False,
+        )
+        for step, (x,) in enumerate(bar):
+            # Two independent views of every image, augmented on the device in whole-batch ops.
+            views = torch.cat([augment(x), augment(x)]).contiguous(
+                memory_format=torch.channels_last
+            )
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+                _, z = model(views)  # one forward over 2B views: one launch, BatchNorm sees both
+            if not torch.isfinite(z).all():  # one device sync per step; nt_xent checks too
+                raise FloatingPointError(
+                    f"SimCLR projections became non-finite at epoch {epoch + 1}, step {step + 1}, "
+                    f"under {str(amp_dtype).removeprefix('torch.')} precision (lr "
+                    f"{scheduler.get_last_lr()[0]:.3g}). Lower lr, raise temperature or set "
+                    "precision='fp32', and start again: the checkpoint holds the last good epoch."
+                )
+            z1, z2 = z.float().chunk(2)  # the loss in fp32: logsumexp over 2B-1 terms
+            loss = nt_xent(z1, z2, temperature=config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.detach())
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        row = {
+            "epoch": epoch + 1,
+            "loss": torch.stack(losses).mean().item(),
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": seconds,
+            "images_per_s": steps_per_epoch * config.batch_size / seconds,
+        }
+        if monitor is not None:
+            row["knn"] = knn_monitor(model, monitor, config.knn_k, config.knn_temperature)
+        history.append(row)
+        if path is not None:
+            _save_atomic(
+                {
+                    "epoch": epoch + 1,
+                    "config": asdict(config),
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "shuffle_rng": shuffle_rng.get_state(),
+                    "augment_rng": augment_rng.get_state(),
+                    "history": history,
+                },
+                path,
+            )
+        if on_epoch is not None:
+            on_epoch(history)
+    return SimCLRRun(model, augment, history)

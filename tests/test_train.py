@@ -1,0 +1,130 @@
+"""SimCLR training loop: resume == uninterrupted run, schedule, non-finite message, bad inputs."""
+
+import math
+
+import pytest
+import torch
+
+from course_utils.data import load_images
+from course_utils.train import SimCLRConfig, train_simclr
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = load_images("digits", "train")
+    return images[:128], labels[:128]
+
+
+def _config(**overrides) -> SimCLRConfig:
+    kwargs = dict(
+        epochs=3,
+        batch_size=64,
+        lr=0.3,
+        warmup_epochs=1.0,
+        width=4,
+        proj_hidden=16,
+        proj_dim=8,
+        crop_scale=(0.5, 1.0),
+        flip_p=0.0,
+        knn_k=10,
+        progress=False,
+    )
+    kwargs.update(overrides)
+    return SimCLRConfig(**kwargs)
+
+
+class Disconnect(Exception):
+    """Stands for a Colab disconnect after an epoch."""
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, digits) -> None:
+    images, labels = digits
+    monitor = (images, labels, images[:32], labels[:32])
+    full = train_simclr(_config(checkpoint=str(tmp_path / "a.pt")), images, monitor=monitor)
+
+    def disconnect_after_first_epoch(history) -> None:
+        if len(history) == 1:
+            raise Disconnect
+
+    config = _config(checkpoint=str(tmp_path / "b.pt"))
+    with pytest.raises(Disconnect):
+        train_simclr(config, images, monitor=monitor, on_epoch=disconnect_after_first_epoch)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["epoch"] == 1
+    resumed = train_simclr(config, images, monitor=monitor)
+
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    for key in ("loss", "lr", "knn"):  # bitwise: same weights, optimizer, schedule and RNG states
+        assert [r[key] for r in resumed.history] == [r[key] for r in full.history]
+    for (name, a), b in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert not list(tmp_path.glob("*.part"))  # atomic saves leave no partial file
+
+
+def test_finished_checkpoint_returns_without_training(tmp_path, digits) -> None:
+    config = _config(epochs=1, checkpoint=str(tmp_path / "c.pt"))
+    first = train_simclr(config, digits[0])
+    calls = []
+    again = train_simclr(config, digits[0], on_epoch=calls.append)
+    assert calls == []  # no epoch ran
+    assert again.history == first.history
+    for a, b in zip(first.model.parameters(), again.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_resume_with_another_config_is_refused(tmp_path, digits) -> None:
+    path = str(tmp_path / "d.pt")
+    train_simclr(_config(epochs=1, checkpoint=path), digits[0])
+    with pytest.raises(ValueError, match="different config.*temperature"):
+        train_simclr(_config(epochs=1, checkpoint=path, temperature=0.2), digits[0])
+
+
+def test_learning_rate_follows_warmup_then_cosine(digits) -> None:
+    config = _config(epochs=4, warmup_epochs=1.0)
+    run = train_simclr(config, digits[0])
+    steps, warmup, total = 2, 2, 8  # 128 images / batch 64 = 2 steps per epoch
+    for row in run.history:
+        step = row["epoch"] * steps  # the next step's learning rate is logged
+        progress = (step - warmup) / (total - warmup)
+        expected = config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        assert row["lr"] == pytest.approx(expected, abs=1e-12)
+    assert run.history[0]["lr"] == pytest.approx(config.lr)  # peak right after warm-up
+    assert run.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")  # fp16 skips
+def test_non_finite_half_precision_loss_raises_a_clear_message(digits) -> None:
+    # An absurd learning rate overflows fp16 activations (max 65504) within a few steps.
+    config = _config(epochs=2, precision="fp16", lr=1e8, warmup_epochs=0.0, weight_decay=0.0)
+    with pytest.raises(FloatingPointError, match=r"non-finite .* float16 .*precision='fp32'"):
+        train_simclr(config, digits[0])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"epochs": 0}, "epochs must be"),
+        ({"batch_size": 1.5}, "batch_size must be"),
+        ({"lr": 0.0}, "lr must be"),
+        ({"temperature": -1.0}, "temperature must be"),
+        ({"flip_p": 1.5}, "flip_p must be in"),
+        ({"gray_p": -0.1}, "gray_p must be in"),
+        ({"precision": "fp8"}, "precision must be one of"),
+    ],
+)
+def test_bad_config(overrides, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        _config(**overrides)
+
+
+def test_bad_images(digits) -> None:
+    images, labels = digits
+    with pytest.raises(ValueError, match="images must be a uint8"):
+        train_simclr(_config(), images.float())
+    with pytest.raises(ValueError, match="images must be a uint8"):
+        train_simclr(_config(), images[:, 0])
+    with pytest.raises(ValueError, match="batch_size .* must be <= the number of images"):
+        train_simclr(_config(batch_size=200), images)
+    with pytest.raises(ValueError, match="monitor must be"):
+        train_simclr(_config(), images, monitor=(images, labels))
