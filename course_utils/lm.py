@@ -142,6 +142,17 @@ def _masked_copies(
     return ids, attention, types, word, text, position
 
 
+def _logits_at(model: torch.nn.Module, pos: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    """Logits (B, V) of row b at position pos[b]; the LM head runs on those positions only when
+    the model exposes it (BERT's `cls`, RoBERTa's `lm_head`), else on every position."""
+    rows = torch.arange(len(pos), device=pos.device)
+    head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
+    if head is None or not hasattr(model, "base_model"):
+        return model(**inputs).logits[rows, pos]
+    hidden = model.base_model(**inputs).last_hidden_state
+    return head(hidden[rows, pos])
+
+
 def _pll_log_probs(
     model: torch.nn.Module,
     tokenizer,
@@ -185,10 +196,9 @@ def _pll_log_probs(
                     masked |= (columns > pos[:, None]) & same_word
                 inputs = batch_ids.masked_fill(masked, tokenizer.mask_token_id)
                 extra = {"token_type_ids": types[rows, :width]} if use_types else {}
-                logits = model(
-                    input_ids=inputs, attention_mask=attention[rows, :width], **extra
-                ).logits
-                target_logits = logits[torch.arange(len(rows), device=dev), pos].float()
+                target_logits = _logits_at(
+                    model, pos, input_ids=inputs, attention_mask=attention[rows, :width], **extra
+                ).float()
                 targets = batch_ids.gather(1, pos[:, None])
                 logp = F.log_softmax(target_logits, dim=-1).gather(1, targets)[:, 0]
                 out[start : start + len(rows)] = logp.double()
