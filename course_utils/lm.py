@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from course_utils.runtime import eval_mode, quiet_transformers
+
 PLL_VARIANTS = ("original", "word_l2r")
 SPECIAL_TOKENS = {
     "pad_token": "[PAD]",
@@ -179,31 +181,26 @@ def _pll_log_probs(
     lengths = attention.sum(1)
     use_types = "token_type_ids" in tokenizer.model_input_names
     out = torch.empty(len(text), dtype=torch.float64, device=dev)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(text), batch_size):
-                rows = text[start : start + batch_size]
-                pos = position[start : start + batch_size]
-                width = int(lengths[rows].max())  # trim the padding this batch does not need
-                batch_ids = ids[rows, :width]
-                columns = torch.arange(width, device=dev)
-                masked = columns == pos[:, None]
-                if variant == "word_l2r":  # also hide the later pieces of the target's word
-                    words = word[rows, :width]
-                    same_word = words == words.gather(1, pos[:, None])
-                    masked |= (columns > pos[:, None]) & same_word
-                inputs = batch_ids.masked_fill(masked, tokenizer.mask_token_id)
-                extra = {"token_type_ids": types[rows, :width]} if use_types else {}
-                target_logits = _logits_at(
-                    model, pos, input_ids=inputs, attention_mask=attention[rows, :width], **extra
-                ).float()
-                targets = batch_ids.gather(1, pos[:, None])
-                logp = F.log_softmax(target_logits, dim=-1).gather(1, targets)[:, 0]
-                out[start : start + len(rows)] = logp.double()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for start in range(0, len(text), batch_size):
+            rows = text[start : start + batch_size]
+            pos = position[start : start + batch_size]
+            width = int(lengths[rows].max())  # trim the padding this batch does not need
+            batch_ids = ids[rows, :width]
+            columns = torch.arange(width, device=dev)
+            masked = columns == pos[:, None]
+            if variant == "word_l2r":  # also hide the later pieces of the target's word
+                words = word[rows, :width]
+                same_word = words == words.gather(1, pos[:, None])
+                masked |= (columns > pos[:, None]) & same_word
+            inputs = batch_ids.masked_fill(masked, tokenizer.mask_token_id)
+            extra = {"token_type_ids": types[rows, :width]} if use_types else {}
+            target_logits = _logits_at(
+                model, pos, input_ids=inputs, attention_mask=attention[rows, :width], **extra
+            ).float()
+            targets = batch_ids.gather(1, pos[:, None])
+            logp = F.log_softmax(target_logits, dim=-1).gather(1, targets)[:, 0]
+            out[start : start + len(rows)] = logp.double()
     return out.cpu(), text.cpu()
 
 
@@ -342,7 +339,6 @@ def tiny_mlm(
     (a temporary one if None) and returns `(model, tokenizer)` reloaded with `from_pretrained`.
     """
     from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
-    from transformers.utils import logging as hf_logging
 
     if not isinstance(corpus, str):
         raise TypeError(f"corpus must be a str, got {type(corpus).__name__}")
@@ -372,18 +368,12 @@ def tiny_mlm(
         mlm_probability=mlm_probability,
         generator=generator,
     )
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no save/load progress bars in lesson output
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(directory) if directory is not None else Path(tmp)
-            tokenizer.save_pretrained(path)
-            model.save_pretrained(path)
-            loaded = AutoModelForMaskedLM.from_pretrained(path).eval()
-            return loaded, AutoTokenizer.from_pretrained(path)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    with quiet_transformers(), tempfile.TemporaryDirectory() as tmp:
+        path = Path(directory) if directory is not None else Path(tmp)
+        tokenizer.save_pretrained(path)
+        model.save_pretrained(path)
+        loaded = AutoModelForMaskedLM.from_pretrained(path).eval()
+        return loaded, AutoTokenizer.from_pretrained(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,9 +488,7 @@ def token_log_probs(
     dev = param.device if param is not None else torch.device("cpu")
     prefix = torch.tensor([bos_token_id] if bos else [], dtype=torch.long)
     offset = len(prefix)  # model position of text token `start` in its window
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         _check_causal(model, torch.cat([prefix, ids[: min(8, context_length)]]).to(dev))
         out = torch.full((len(ids),), math.nan, dtype=torch.float64)
         windows = sliding_windows(len(ids), context_length=context_length, stride=stride, bos=bos)
@@ -523,8 +511,6 @@ def token_log_probs(
             logp = F.log_softmax(logits, dim=-1)
             picked = logp.gather(1, ids[targets].to(dev)[:, None])[:, 0]
             out[targets] = picked.double().cpu()
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -599,7 +585,6 @@ def tiny_causal_lm(
 ):
     """A randomly initialised tiny GPTNeoXForCausalLM, saved to `directory` and loaded back."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-    from transformers.utils import logging as hf_logging
 
     config = GPTNeoXConfig(
         vocab_size=vocab_size,
@@ -613,11 +598,6 @@ def tiny_causal_lm(
         tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no save/load progress bars in the lessons' output
-    try:
+    with quiet_transformers():
         GPTNeoXForCausalLM(config).save_pretrained(directory)
         return GPTNeoXForCausalLM.from_pretrained(directory).eval()
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()

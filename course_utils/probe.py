@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.runtime import device
+from course_utils.runtime import device, eval_mode
 
 
 def _check_features(name: str, f: torch.Tensor, labels_name: str, y: torch.Tensor) -> None:
@@ -56,17 +56,14 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     param = next(encoder.parameters(), None)
     dev = param.device if param is not None else images.device
-    was_training = encoder.training
-    encoder.eval()  # BatchNorm uses its running statistics: features do not depend on the batch
-    try:
+    # Eval mode: BatchNorm uses its running statistics, so features do not depend on the batch.
+    with eval_mode(encoder):
         out = []
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(dev, non_blocking=True)
             x = preprocess(x) if preprocess is not None else x.float()
             out.append(encoder(x).float())
         return torch.cat(out)
-    finally:
-        encoder.train(was_training)
 
 
 @torch.no_grad()

@@ -29,6 +29,31 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put `model` in eval mode for a block, then restore the training mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-file save/load progress bars for a block."""
+    from transformers.utils import logging
+
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
 @dataclass(frozen=True)
 class Profile:
     """A run size: `ci` (seconds on 2 CPU cores), `cpu` (a laptop) or `gpu` (a real GPU)."""

@@ -15,13 +15,14 @@ import csv
 import itertools
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from course_utils.runtime import quiet_transformers
 
 PF_DAY = 1e15 * 24 * 3600
 """FLOPs in one petaflop/s-day, Kaplan's compute unit."""
@@ -385,20 +386,6 @@ def _pythia_path(size: str, step: int, deduped: bool, root: str | os.PathLike | 
     return f"EleutherAI/pythia-{name}"
 
 
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Hide transformers' per-file progress bars (our own bar counts checkpoints)."""
-    from transformers.utils import logging
-
-    enabled = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            logging.enable_progress_bar()
-
-
 def _hub_cache() -> str:
     from course_utils.data import cache_dir
 
@@ -420,7 +407,7 @@ def load_pythia(
 
     path = _pythia_path(size, step, deduped, root)
     hub = {} if root is not None else {"revision": f"step{step}", "cache_dir": _hub_cache()}
-    with _quiet_transformers():
+    with quiet_transformers():
         model = GPTNeoXForCausalLM.from_pretrained(path, **hub)
     # cast after loading: Hub checkpoints may be stored in float16, and the dtype keyword of
     # from_pretrained changed name across transformers versions
@@ -643,7 +630,7 @@ def mini_suite(
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         folder = Path(root) / size
-        with _quiet_transformers():
+        with quiet_transformers():
             model.save_pretrained(folder / "step0")
         for step in range(1, steps + 1):
             batch = data[starts[step - 1, :, None] + offsets].to(target)
@@ -654,6 +641,6 @@ def mini_suite(
             optimizer.step()
             scheduler.step()
             if step in checkpoints:
-                with _quiet_transformers():
+                with quiet_transformers():
                     model.save_pretrained(folder / f"step{step}")
     return tuple(checkpoints)

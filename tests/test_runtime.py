@@ -77,3 +77,28 @@ def test_measure_reports_time_and_memory(capsys: pytest.CaptureFixture[str]) -> 
     assert m.seconds > 0
     assert m.peak_bytes > 64 * 2**20
     assert "alloc:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_restores_the_training_mode(training: bool) -> None:
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5)).train(training)
+    with runtime.eval_mode(model) as m:
+        assert m is model and not model.training and not model[0].training
+    assert model.training == training and model[0].training == training
+    with pytest.raises(RuntimeError), runtime.eval_mode(model):
+        raise RuntimeError("boom")
+    assert model.training == training
+
+
+def test_quiet_transformers_restores_progress_bars() -> None:
+    from transformers.utils import logging
+
+    logging.enable_progress_bar()
+    with runtime.quiet_transformers():
+        assert not logging.is_progress_bar_enabled()
+    assert logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    with runtime.quiet_transformers():
+        pass
+    assert not logging.is_progress_bar_enabled()
+    logging.enable_progress_bar()
