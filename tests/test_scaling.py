@@ -1,7 +1,9 @@
-"""Tests of course_utils.scaling: fits on synthetic data, allocation, Pythia table, loader, suite."""
+"""Tests of course_utils.scaling: fits on synthetic data, allocation, input checks, Pythia table,
+loader, suite. The shipped real data and the Epoch replication: test_scaling_data.py."""
 
 import csv
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from course_utils.scaling import (
     PYTHIA,
     PYTHIA_STEPS,
     PYTHIA_TOKENS_PER_STEP,
+    BoundaryFitWarning,
     ChinchillaFit,
     PowerLaw,
     compute_optimal,
@@ -25,9 +28,11 @@ from course_utils.scaling import (
     evaluate_suite,
     fit_chinchilla,
     fit_power_law,
+    fitting,
     load_pythia,
     mini_suite,
     non_embedding_params,
+    pythia,
 )
 
 # ------------------------------------------------------------------ power laws
@@ -83,6 +88,29 @@ def test_power_law_fit_rejects_bad_input(x, y, offset, match):
         fit_power_law(x, y, offset=offset)
 
 
+def test_power_law_offset_pinned_at_its_bound_warns_and_says_so():
+    # issue 15 item 7, the audit's case: Pythia's final LAMBADA perplexities show no floor below
+    # min(y); before the fix the offset sat at min(y) = 3.92 silently, with exponent -1.005
+    sizes = list(scaling.PYTHIA_LAMBADA_PERPLEXITY)
+    x = [PYTHIA[s].non_embedding_params for s in sizes]
+    y = list(scaling.PYTHIA_LAMBADA_PERPLEXITY.values())
+    with pytest.warns(BoundaryFitWarning, match="offset pinned at its bound"):
+        law = fit_power_law(x, y, offset=True)
+    assert law.offset_at_bound
+    assert law.offset == pytest.approx(min(y), rel=1e-6)  # the bound it hit
+
+
+def test_power_law_offset_inside_its_range_does_not_warn():
+    x = np.logspace(7, 11, 15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BoundaryFitWarning)
+        law = fit_power_law(x, 1.7 + 400.0 * x**-0.34, offset=True)  # a real floor at 1.7
+        pure = fit_power_law(x, 400.0 * x**-0.34, offset=True)  # no floor: offset 0 is valid
+    assert not law.offset_at_bound and not pure.offset_at_bound
+    assert pure.offset == pytest.approx(0.0, abs=1e-6)
+    assert pure.exponent == pytest.approx(-0.34, rel=1e-6)
+
+
 # ------------------------------------------------------------------ Chinchilla
 
 
@@ -105,12 +133,12 @@ def test_chinchilla_objective_gradient_matches_finite_differences():
     N, D, L = _synthetic(CHINCHILLA_REPLICATION, 30, 0.02, seed=2)
     args = (np.log(N), np.log(D), np.log(L))
     theta = np.array([6.0, 7.5, 0.6, 0.35, 0.37])
-    _, grad = scaling._chinchilla_objective(theta, *args)
+    _, grad = fitting._chinchilla_objective(theta, *args)
     h = 1e-7
     numeric = [
         (
-            scaling._chinchilla_objective(theta + h * e, *args)[0]
-            - scaling._chinchilla_objective(theta - h * e, *args)[0]
+            fitting._chinchilla_objective(theta + h * e, *args)[0]
+            - fitting._chinchilla_objective(theta - h * e, *args)[0]
         )
         / (2 * h)
         for e in np.eye(5)
@@ -186,6 +214,38 @@ def test_compute_optimal_vectorises_and_rejects_bad_input():
         compute_optimal(0.0, CHINCHILLA)
     with pytest.raises(TypeError, match="fit must be"):
         compute_optimal(1e20, PowerLaw(1.0, -0.1))
+
+
+@pytest.mark.parametrize("C", ["1e23", True, np.array([True, False]), [1e22, "1e23"]])
+def test_compute_optimal_rejects_strings_and_bools(C):
+    # issue 15 item 6: before the fix "1e23" gave (1.46e10, 1.14e12) and True gave (0.60, 0.28)
+    with pytest.raises(TypeError, match="C must be a number"):
+        compute_optimal(C, CHINCHILLA)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("A", -1.0, ValueError),  # before: AttributeError about complex numbers in compute_optimal
+        ("B", 0.0, ValueError),
+        ("alpha", 0.0, ValueError),  # before: compute_optimal returned (0, inf)
+        ("beta", -0.28, ValueError),
+        ("E", -0.1, ValueError),
+        ("E", math.nan, ValueError),
+        ("A", math.inf, ValueError),
+        ("alpha", "0.34", TypeError),
+        ("beta", True, TypeError),
+    ],
+)
+def test_chinchilla_fit_rejects_invalid_constants(field, value, error):
+    constants = dict(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28) | {field: value}
+    with pytest.raises(error, match=f"ChinchillaFit.{field} must be"):
+        ChinchillaFit(**constants)
+
+
+def test_chinchilla_fit_accepts_numpy_scalars_and_a_zero_floor():
+    fit = ChinchillaFit(E=0, A=np.float32(406.4), B=np.int64(410), alpha=0.34, beta=0.28)
+    assert fit(1e9, 1e10) == pytest.approx(406.4 / 1e9**0.34 + 410 / 1e10**0.28, rel=1e-6)
 
 
 def test_kaplan_laws_are_the_published_power_laws():
@@ -302,7 +362,7 @@ def test_evaluate_suite_matches_direct_perplexity_and_resumes(suite, tmp_path, m
     kwargs = dict(context_length=16, stride=8, root=root, encode=encode_bytes, device="cpu")
     path = tmp_path / "results.csv"
     loads = []
-    real_load = scaling.load_pythia
+    real_load = pythia.load_pythia
 
     def counting_load(size, step, **kw):
         loads.append((size, step))
@@ -310,7 +370,7 @@ def test_evaluate_suite_matches_direct_perplexity_and_resumes(suite, tmp_path, m
             raise RuntimeError("interrupted")  # simulate an interrupted run
         return real_load(size, step, **kw)
 
-    monkeypatch.setattr(scaling, "load_pythia", counting_load)
+    monkeypatch.setattr(pythia, "load_pythia", counting_load)
     with pytest.raises(RuntimeError, match="interrupted"):
         evaluate_suite(SIZES, [0, 2], text, csv_path=path, **kwargs)
     with open(path) as f:
@@ -318,7 +378,7 @@ def test_evaluate_suite_matches_direct_perplexity_and_resumes(suite, tmp_path, m
     assert [(r["size"], r["step"]) for r in saved] == [("3k", "0"), ("3k", "2"), ("25k", "0")]
 
     monkeypatch.setattr(
-        scaling, "load_pythia", lambda *a, **kw: loads.append(a) or real_load(*a, **kw)
+        pythia, "load_pythia", lambda *a, **kw: loads.append(a) or real_load(*a, **kw)
     )
     loads.clear()
     rows = evaluate_suite(SIZES, [0, 2, 4], text, csv_path=path, **kwargs)
