@@ -5,7 +5,9 @@ multiplicative noise, several seeds. Prints the recovered constants' relative er
 alpha and beta) and the fit time, next to a reference measured in the same run: plain nonlinear
 least squares on L (scipy curve_fit, no Huber loss, no log space) from one starting point.
 A third case adds 5% outlier runs (loss 30% too high): there the Huber loss earns its keep, while
-on clean Gaussian noise plain least squares is as accurate and far faster.
+on clean Gaussian noise plain least squares is as accurate and far faster. Last, the real runs:
+Chinchilla's 240 kept training runs (Epoch AI's extraction), where the reference is Besiroglu et
+al. 2024's published fit and the compute-optimal size at 5.76e23 FLOPs.
 
 Run: PYTHONPATH=. python benchmarks/bench_scaling.py [--seeds 5]
 """
@@ -18,7 +20,14 @@ import time
 import numpy as np
 from scipy.optimize import curve_fit
 
-from course_utils.scaling import CHINCHILLA, CHINCHILLA_REPLICATION, ChinchillaFit, fit_chinchilla
+from course_utils.scaling import (
+    CHINCHILLA,
+    CHINCHILLA_REPLICATION,
+    ChinchillaFit,
+    compute_optimal,
+    fit_chinchilla,
+    load_chinchilla_points,
+)
 
 NAMES = ("E", "A", "B", "alpha", "beta")
 
@@ -85,6 +94,33 @@ def main() -> None:
         print(
             f"time per fit: fit_chinchilla {t_ours / args.seeds:.2f} s, curve_fit "
             f"{t_ref / args.seeds:.3f} s, ratio {t_ours / max(t_ref, 1e-9):.1f}x"
+        )
+    real_runs()
+
+
+def real_runs() -> None:
+    """fit_chinchilla and curve_fit on the 240 real runs, against the published replication."""
+    points = load_chinchilla_points()
+    kept = ~points["outlier"]
+    N, D, L = points["N"][kept], points["D"][kept], points["loss"][kept]
+    print(
+        f"\nreal runs: {kept.sum()} Chinchilla runs (Epoch AI extraction), reference Besiroglu 2024"
+    )
+    print(f"{'':<28}" + "".join(f"{k:>9}" for k in NAMES) + f"{'N_opt':>9}{'time':>8}")
+    for label, fitter in [("fit_chinchilla", fit_chinchilla), ("curve_fit", curve_fit_reference)]:
+        start = time.perf_counter()
+        try:
+            fit = fitter(N, D, L)
+        except RuntimeError:  # curve_fit did not converge
+            print(f"{label:<28}did not converge")
+            continue
+        seconds = time.perf_counter() - start
+        errors = relative_errors(fit, CHINCHILLA_REPLICATION)
+        n_opt = compute_optimal(5.76e23, fit)[0]
+        print(
+            f"{label + ' rel err':<28}"
+            + "".join(f"{e:>9.2%}" for e in errors)
+            + f"{n_opt / 1e9:>8.1f}B{seconds:>7.2f}s"
         )
 
 

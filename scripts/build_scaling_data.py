@@ -48,6 +48,7 @@ def _sig(value: float, digits: int = 6) -> str:
 
 
 def _header(lines: list[str]) -> str:
+    """`lines` as `# ` comment lines."""
     return "".join(f"# {line}\n" for line in lines)
 
 
