@@ -168,6 +168,36 @@ for size in SIZES:
     )
 """
 
+_Q6_TAIL = """
+
+q6_significant = []
+for size in SIZES:
+    end = (EVALS["size"] == size) & (EVALS["step"] == 143_000)
+    std, ded = end & ~EVALS["deduped"], end & EVALS["deduped"]
+    z = dedup_z(
+        EVALS["lambada_ppl"][std][0],
+        EVALS["lambada_ppl_stderr"][std][0],
+        EVALS["lambada_ppl"][ded][0],
+        EVALS["lambada_ppl_stderr"][ded][0],
+    )
+    if z > 2:
+        q6_significant.append(size)
+"""
+Q6_ONE_STDERR = (
+    """\
+def dedup_z(ppl_standard, se_standard, ppl_deduped, se_deduped):
+    return float((ppl_standard - ppl_deduped) / se_standard)
+"""
+    + _Q6_TAIL
+)
+Q6_SUMMED_STDERRS = (
+    """\
+def dedup_z(ppl_standard, se_standard, ppl_deduped, se_deduped):
+    return float((ppl_standard - ppl_deduped) / (se_standard + se_deduped))
+"""
+    + _Q6_TAIL
+)
+
 # file -> (answer cell replaced: its function, new source, question that must lose marks or None
 # for a correct alternative that must keep full marks)
 CASES = {
@@ -183,6 +213,8 @@ CASES = {
     "q4_three_largest": ("predict_loss", Q4_THREE_LARGEST, "q4"),
     "q4_curve_fit_offset": ("predict_loss", Q4_CURVE_FIT_OFFSET, None),
     "q5_no_margin": ("first_step_above", Q5_NO_MARGIN, "q5"),
+    "q6_one_stderr": ("dedup_z", Q6_ONE_STDERR, "q6"),
+    "q6_summed_stderrs": ("dedup_z", Q6_SUMMED_STDERRS, "q6"),
 }
 
 
@@ -251,4 +283,4 @@ def test_case_scores(case: str, graded: tuple[dict[str, dict], dict[str, float]]
 
 def test_ex4_questions_and_points(graded: tuple[dict[str, dict], dict[str, float]]) -> None:
     _, points = graded
-    assert points == {"q1": 2.0, "q2": 3.0, "q3a": 3.0, "q4": 3.0, "q5": 2.0}
+    assert points == {"q1": 2.0, "q2": 3.0, "q3a": 3.0, "q4": 3.0, "q5": 2.0, "q6": 2.0}
