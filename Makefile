@@ -34,8 +34,9 @@ exercises: $(VENV)/.installed-instructor
 bench: $(VENV)/.installed-bench
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# JupyterLab at the repository root (lessons and exercises); Jupyter refuses root without the flag.
 lab: $(VENV)/.installed-lab
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root)
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix $(LINT_PATHS)
