@@ -5,10 +5,10 @@ lesson in JupyterLab autosaves its outputs into the file, and a student who did 
 `make test`, while a commit of a notebook with outputs still fails here (and in CI).
 """
 
-import functools
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,20 +31,6 @@ def _ids(paths: list[Path]) -> list[str]:
     return [p.relative_to(ROOT).as_posix() for p in paths]
 
 
-@functools.cache
-def committed(path: Path, root: Path = ROOT) -> dict:
-    """The notebook as git's index holds it; the file itself when git does not track it."""
-    if shutil.which("git") is not None:
-        staged = subprocess.run(
-            ["git", "-C", str(root), "show", f":{path.relative_to(root).as_posix()}"],
-            capture_output=True,
-            text=True,
-        )
-        if staged.returncode == 0:
-            return json.loads(staged.stdout)
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _dirty_cells(nb: dict) -> list[int]:
     return [
         i
@@ -58,8 +44,8 @@ def test_there_are_notebooks() -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_outputs_are_stripped(path: Path) -> None:
-    dirty = _dirty_cells(committed(path))
+def test_outputs_are_stripped(path: Path, staged: Callable[..., bytes]) -> None:
+    dirty = _dirty_cells(json.loads(staged(path)))
     assert not dirty, (
         f"cells {dirty} have outputs: clear them (jupyter nbconvert --clear-output --inplace) "
         "and stage the notebook again"
@@ -67,7 +53,9 @@ def test_outputs_are_stripped(path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_outputs_in_the_working_copy_pass_until_staged(tmp_path: Path) -> None:
+def test_outputs_in_the_working_copy_pass_until_staged(
+    tmp_path: Path, staged: Callable[..., bytes]
+) -> None:
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
@@ -78,18 +66,18 @@ def test_outputs_in_the_working_copy_pass_until_staged(tmp_path: Path) -> None:
     git("init", "-q")
     git("add", "lesson.ipynb")
     path.write_text(json.dumps(run))  # what JupyterLab's autosave leaves after Run All
-    assert _dirty_cells(committed(path, tmp_path)) == []
+    assert _dirty_cells(json.loads(staged(path, tmp_path))) == []
     git("add", "lesson.ipynb")
-    committed.cache_clear()
-    assert _dirty_cells(committed(path, tmp_path)) == [0]
+    staged.cache_clear()
+    assert _dirty_cells(json.loads(staged(path, tmp_path))) == [0]
     untracked = tmp_path / "new.ipynb"
     untracked.write_text(json.dumps(run))
-    assert _dirty_cells(committed(untracked, tmp_path)) == [0]
+    assert _dirty_cells(json.loads(staged(untracked, tmp_path))) == [0]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_kernelspec_is_python3(path: Path) -> None:
-    spec = committed(path)["metadata"].get("kernelspec", {})
+def test_kernelspec_is_python3(path: Path, staged: Callable[..., bytes]) -> None:
+    spec = json.loads(staged(path))["metadata"].get("kernelspec", {})
     assert spec.get("name") == "python3" and spec.get("language") == "python", (
         f"{path.relative_to(ROOT)}: metadata.kernelspec must name the python3 kernel "
         "(without it JupyterLab opens a 'Select Kernel' dialog)"
@@ -98,10 +86,12 @@ def test_kernelspec_is_python3(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_colab_badge_and_install_line_match_the_repository(path: Path) -> None:
+def test_colab_badge_and_install_line_match_the_repository(
+    path: Path, staged: Callable[..., bytes]
+) -> None:
     repo = repository_url()
     assert repo.startswith("https://github.com/")
-    nb = committed(path)
+    nb = json.loads(staged(path))
     markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     relative = path.relative_to(ROOT).as_posix()
@@ -117,12 +107,14 @@ MASTERS = sorted((ROOT / "solutions").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", MASTERS, ids=_ids(MASTERS))
-def test_masters_install_the_pinned_otter_on_colab(path: Path) -> None:
+def test_masters_install_the_pinned_otter_on_colab(
+    path: Path, staged: Callable[..., bytes]
+) -> None:
     import tomllib
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     (pin,) = [r for r in extras["optional-dependencies"]["instructor"] if r.startswith("otter")]
-    code = "".join("".join(c["source"]) for c in committed(path)["cells"])
+    code = "".join("".join(c["source"]) for c in json.loads(staged(path))["cells"])
     assert f"%pip install -q {pin}" in code, (
         f"{path.name}: setup cell lacks `%pip install -q {pin}`"
     )
