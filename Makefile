@@ -22,6 +22,7 @@ HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
 REQUIREJS := requirejs@2.3.8
 
 $(WEB_ASSETS)/.installed: | $(BIN)/python
+	@command -v npm > /dev/null || { echo "npm (Node.js) is needed once to unpack $(HTML_MANAGER)"; exit 1; }
 	rm -rf $(WEB_ASSETS) && mkdir -p $(WEB_ASSETS)/html-manager
 	cd $(WEB_ASSETS) && npm pack --silent $(HTML_MANAGER) $(REQUIREJS) > /dev/null
 	tar xzf $(WEB_ASSETS)/jupyter-widgets-html-manager-*.tgz -C $(WEB_ASSETS)/html-manager \
