@@ -85,7 +85,11 @@ def main() -> int:
         print(f"no lesson notebooks found in {args.notebooks}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    exporter = install_static(args.out)
+    try:
+        exporter = install_static(args.out)
+    except (FileNotFoundError, ModuleNotFoundError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
     bar = tqdm(notebooks, unit="notebook")
     for notebook in bar:
         bar.set_description(notebook.stem)
