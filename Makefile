@@ -15,12 +15,31 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[$*]"
 	touch $@
 
-course: $(VENV)/.installed-lab
-	$(BIN)/python scripts/run_course.py notebooks build
+# What the built HTML loads offline besides MathJax (a wheel in the lab extra): the Jupyter widget
+# manager and RequireJS, unpacked from their npm packages into the environment once.
+WEB_ASSETS := $(VENV)/share/learning-at-scale/web
+HTML_MANAGER := @jupyter-widgets/html-manager@1.0.15
+REQUIREJS := requirejs@2.3.8
+
+$(WEB_ASSETS)/.installed: | $(BIN)/python
+	@command -v npm > /dev/null || { echo "npm (Node.js) is needed once to unpack $(HTML_MANAGER)"; exit 1; }
+	rm -rf $(WEB_ASSETS) && mkdir -p $(WEB_ASSETS)/html-manager
+	cd $(WEB_ASSETS) && npm pack --silent $(HTML_MANAGER) $(REQUIREJS) > /dev/null
+	tar xzf $(WEB_ASSETS)/jupyter-widgets-html-manager-*.tgz -C $(WEB_ASSETS)/html-manager \
+		--strip-components=1 package/dist
+	tar xzf $(WEB_ASSETS)/requirejs-*.tgz -C $(WEB_ASSETS) --strip-components=1 package/require.js
+	cd $(WEB_ASSETS) && rm -f *.tgz html-manager/dist/*.map html-manager/dist/embed.js html-manager/dist/libembed-amd.js
+	touch $@
+
+# Threads per notebook process (torch, BLAS): 1, as in `make test`; spinning thread pools on a busy
+# machine cost 20x. On a quiet machine with more cores, e.g. `make course THREADS=8`.
+THREADS ?= 1
+course: $(VENV)/.installed-lab $(WEB_ASSETS)/.installed
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python scripts/run_course.py notebooks build
 
 # The grading tests need otter-grader (instructor); the reference-library tests need bench.
 # One torch thread per xdist worker: two workers on two cores, no thread oversubscription.
-test: $(VENV)/.installed-test,instructor,bench
+test: $(VENV)/.installed-test,instructor,bench $(WEB_ASSETS)/.installed
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	COURSE_PROFILE=ci OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope \
@@ -34,8 +53,9 @@ exercises: $(VENV)/.installed-instructor
 bench: $(VENV)/.installed-bench
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# JupyterLab at the repository root (lessons and exercises); Jupyter refuses root without the flag.
 lab: $(VENV)/.installed-lab
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root)
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix $(LINT_PATHS)

@@ -1,4 +1,4 @@
-"""Colab links and install cells, stamped into every notebook from one repository URL."""
+"""Colab links and install cells, stamped into every notebook and the README from one repository URL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 NOTEBOOK_DIRS = ("notebooks", "solutions", "exercises")
 BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+# A badge in the README names the notebook it opens after /blob/<branch>/.
+LINKED_BADGE_RE = re.compile(
+    r"\[!\[Open In Colab\]\([^)]*\)\]"
+    r"\(https://colab\.research\.google\.com/github/[^/)]+/[^/)]+/blob/[^/)]+/(?P<path>[^)]+)\)"
+)
 INSTALL_RE = re.compile(r'%pip install -q "learning-at-scale @ git\+[^"]*"')
 
 
@@ -54,13 +60,29 @@ def stamp(path: Path, repo: str) -> bool:
     return changed
 
 
+def badge_paths(markdown: str) -> list[str]:
+    """The notebook path each Colab badge of a markdown text opens, in order."""
+    return [m["path"] for m in LINKED_BADGE_RE.finditer(markdown)]
+
+
+def stamp_markdown(path: Path, repo: str) -> bool:
+    """Point every Colab badge of a markdown file at `repo`, keeping the notebook each one opens."""
+    text = path.read_text(encoding="utf-8")
+    new = LINKED_BADGE_RE.sub(lambda m: badge(m["path"], repo), text)
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main() -> int:
-    """Stamp every notebook of the course with the configured repository URL."""
+    """Stamp every notebook of the course and the README's badges with the configured URL."""
     repo = repository_url()
     for folder in NOTEBOOK_DIRS:
         for path in sorted((ROOT / folder).glob("*.ipynb")):
             if stamp(path, repo):
                 print(f"stamped {path.relative_to(ROOT)}")
+    if stamp_markdown(README, repo):
+        print(f"stamped {README.relative_to(ROOT)}")
     return 0
 
 
