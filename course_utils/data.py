@@ -23,6 +23,12 @@ TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+MIRRORS = {
+    # PaddlePaddle's copy (paddle.vision.datasets.Cifar10 downloads it and checks the same MD5,
+    # c58f30108f718f92721af3b95e74349a, that torchvision checks for the Toronto file)
+    CIFAR10_URL: ("https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz",),
+}
+"""Other URLs serving the same file as a source URL, tried in order after it by `download`."""
 
 IMAGE_SETS = ("cifar10", "digits")
 TEXT_SETS = ("tinyshakespeare", "pydoc")
@@ -107,10 +113,12 @@ def download(
     timeout: float = 30.0,
 ) -> Path:
     """Return the cached, checksum-verified file `filename`, downloading it if needed from `url`
-    (or from each of a list of mirror URLs in turn), with retries that continue partial files."""
+    (or a list of URLs) and then the `MIRRORS` of each, in turn, with retries that continue
+    partial files."""
     urls = [url] if isinstance(url, str) else list(url)
     if not urls or not all(isinstance(u, str) and u for u in urls):
         raise ValueError(f"url must be a URL or a non-empty list of mirror URLs, got {url!r}")
+    urls += [m for u in urls for m in MIRRORS.get(u, ()) if m not in urls]
     if retries < 1:
         raise ValueError(f"retries must be >= 1, got {retries}")
     dest = cache_dir() / filename

@@ -163,6 +163,19 @@ def test_mirrors_are_tried_in_order(server: Server, mirror: Server, cache, sleep
     assert len(server.ranges) == 2 and mirror.ranges == [None]
 
 
+def test_known_mirrors_of_a_url_are_tried_after_it(server, mirror, monkeypatch, sleeps) -> None:
+    monkeypatch.setitem(data.MIRRORS, server.url, (mirror.url,))
+    server.status = 503
+    assert data.download(server.url, "file.bin", SHA, retries=1).read_bytes() == PAYLOAD
+    assert server.ranges == [None] and mirror.ranges == [None]
+
+
+def test_cifar10_has_a_second_source_for_the_same_file() -> None:
+    (other,) = data.MIRRORS[data.CIFAR10_URL]
+    assert other.startswith("https://") and other != data.CIFAR10_URL
+    assert other.rsplit("/", 1)[1] == data.CIFAR10_URL.rsplit("/", 1)[1]
+
+
 def test_mirror_serving_another_file_is_skipped(server: Server, mirror: Server, sleeps) -> None:
     server.payload = b"a different file"
     assert data.download([server.url, mirror.url], "file.bin", SHA).read_bytes() == PAYLOAD
