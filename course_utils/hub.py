@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,19 +18,22 @@ class HubUnavailableError(ConnectionError):
     """A Hub model is neither in the local cache nor downloadable now."""
 
 
-def offline(timeout: float = 3.0) -> bool:
+def offline() -> bool:
     """Whether Hub loads must use the local cache only: `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`)
-    is set, or the Hub (`HF_ENDPOINT`, default huggingface.co) does not accept a connection."""
+    is set, or the Hub (`HF_ENDPOINT`, default huggingface.co), or the proxy configured for it,
+    does not accept a connection."""
     if any(
         os.environ.get(v, "").strip().lower() in _TRUE
         for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     ):
         return True
     endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    proxy = urllib.request.getproxies().get(endpoint.scheme)  # behind a proxy, probe the proxy
+    target = urllib.parse.urlsplit(proxy) if proxy else endpoint
+    port = target.port or (80 if target.scheme == "http" else 443)
     try:
         # one TCP connection, instead of the Hub client's retries (about 35 s) before its OSError
-        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+        with socket.create_connection((target.hostname, port), timeout=3):
             return False
     except OSError:
         return True

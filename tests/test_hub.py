@@ -14,6 +14,8 @@ def empty_cache(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "cache"))
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
@@ -54,6 +56,14 @@ def test_offline_when_the_environment_says_so(monkeypatch, listening: str, var: 
 
 def test_offline_when_the_hub_refuses_connections(monkeypatch, refusing: str) -> None:
     monkeypatch.setenv("HF_ENDPOINT", refusing)
+    assert hub.offline()
+
+
+def test_behind_a_proxy_the_proxy_is_probed(monkeypatch, listening: str, refusing: str) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # never resolved: the proxy is asked
+    monkeypatch.setenv("https_proxy", listening)
+    assert not hub.offline()
+    monkeypatch.setenv("https_proxy", refusing)
     assert hub.offline()
 
 
