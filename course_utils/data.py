@@ -130,13 +130,15 @@ def download(
     failures: list[str] = []
     mismatches: list[str] = []
     for source in urls:
-        for attempt in range(retries):
+        attempt = 0
+        while attempt < retries:
             try:
                 resumed = _fetch(source, part, timeout)
             except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                failures.append(f"{source} (attempt {attempt + 1}): {exc}")
-                if attempt + 1 < retries:
-                    time.sleep(min(2**attempt, 30))  # exponential backoff: 1, 2, 4, ... s
+                attempt += 1
+                failures.append(f"{source} (attempt {attempt}): {exc}")
+                if attempt < retries:
+                    time.sleep(min(2 ** (attempt - 1), 30))  # exponential backoff: 1, 2, 4... s
                 continue
             got = sha256sum(part)
             if got == sha256:
@@ -146,7 +148,7 @@ def download(
             if not resumed:  # a fresh copy that is wrong: this mirror serves another file
                 mismatches.append(f"{source}: got sha256 {got}")
                 break
-            # a resumed copy that is wrong: the partial file was stale; start over
+            # a resumed copy that is wrong: the partial file was stale; start over at once
     if mismatches:
         raise ValueError(
             f"Checksum mismatch for {filename}: expected sha256 {sha256}; "
