@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,8 @@ def run(notebook: Path, out_dir: Path, timeout: int) -> float:
 def choose_profile() -> str:
     """`COURSE_PROFILE` if set, else `gpu` with a CUDA GPU and `ci` without; say which, and pass
     it on to the notebooks (the library's own default without a GPU, `cpu`, takes hours here)."""
+    import os
+
     import torch
 
     name = os.environ.get("COURSE_PROFILE", "").strip()
