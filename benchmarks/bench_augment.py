@@ -101,9 +101,11 @@ def gpu_step_share(aug: SimCLRAugment, images: torch.Tensor, repeats: int) -> No
     """Print the cost of augmenting 2 views as a fraction of one SimCLR step on the GPU.
 
     The step: both views, a CIFAR ResNet-18 (3x3 stem, no max-pool) with a 128-d output, NT-Xent,
-    backward and SGD, in bf16 autocast and channels_last.
+    backward and SGD, in autocast (bf16 from Ampere on, fp16 below) and channels_last.
     """
     from torchvision.models import resnet18
+
+    from course_utils.runtime import autocast_dtype
 
     dev = torch.device("cuda")
     sync = torch.cuda.synchronize
@@ -119,7 +121,7 @@ def gpu_step_share(aug: SimCLRAugment, images: torch.Tensor, repeats: int) -> No
 
     def step() -> None:
         x = views().contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=autocast_dtype(dev)):
             z = torch.nn.functional.normalize(model(x), dim=1)
             n = len(z) // 2
             sim = z @ z.T / 0.5

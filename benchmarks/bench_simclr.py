@@ -18,7 +18,7 @@ import torch
 
 from course_utils.data import load_images
 from course_utils.losses import nt_xent
-from course_utils.runtime import device
+from course_utils.runtime import autocast_dtype, device
 from course_utils.train import SimCLRConfig, build, configure_optimizer, train_simclr
 
 
@@ -37,12 +37,12 @@ def steps_without_augmentation(config: SimCLRConfig, images: torch.Tensor, steps
     views = torch.cat([augment.to(dev)(x), augment(x)]).contiguous(
         memory_format=torch.channels_last
     )
-    amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    amp = autocast_dtype(dev)  # bf16 from Ampere on, fp16 below, fp32 on the CPU
     times = []
     for i in range(steps + 2):  # two warm-up steps
         _sync(dev)
         start = time.perf_counter()
-        with torch.autocast(dev.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.autocast(dev.type, dtype=amp, enabled=amp != torch.float32):
             _, z = model(views)
         loss = nt_xent(*z.float().chunk(2), temperature=config.temperature)
         optimizer.zero_grad(set_to_none=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import pickle
 import tarfile
@@ -10,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,12 @@ TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+MIRRORS = {
+    # PaddlePaddle's copy (paddle.vision.datasets.Cifar10 downloads it and checks the same MD5,
+    # c58f30108f718f92721af3b95e74349a, that torchvision checks for the Toronto file)
+    CIFAR10_URL: ("https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz",),
+}
+"""Other URLs serving the same file as a source URL, tried in order after it by `download`."""
 
 IMAGE_SETS = ("cifar10", "digits")
 TEXT_SETS = ("tinyshakespeare", "pydoc")
@@ -50,15 +57,54 @@ def sha256sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch(url: str, dest: Path, timeout: float) -> None:
-    """Stream `url` into `dest`."""
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
-        for block in iter(lambda: response.read(1 << 20), b""):
-            out.write(block)
+def _fetch(url: str, dest: Path, timeout: float) -> bool:
+    """Stream `url` into `dest`, continuing a partial `dest` when the server honours an HTTP Range
+    request (else starting over); return whether it continued. A short body raises ConnectionError."""
+    from tqdm.auto import tqdm
+
+    have = dest.stat().st_size if dest.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not have:  # 416: the partial file is not a prefix the server has
+            raise
+        dest.unlink()
+        return _fetch(url, dest, timeout)
+    with response:
+        resumed = have > 0 and response.status == 206  # 200 means the server sent the whole file
+        done = have if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+        with (
+            open(dest, "ab" if resumed else "wb") as out,
+            tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=dest.stem) as bar,
+        ):
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                bar.update(len(block))
+                done += len(block)
+    if total is not None and done < total:
+        raise ConnectionError(f"connection closed after {done} of {total} bytes")
+    return resumed
+
+
+def _set_aside(path: Path, expected: str) -> None:
+    """Move a cached file whose checksum is wrong out of the way (never delete it) and say so."""
+    got = sha256sum(path)
+    aside = path.with_name(f"{path.name}.bad-{got[:8]}")
+    os.replace(path, aside)
+    warnings.warn(
+        f"{path} has sha256 {got}, expected {expected}: it is not the file the course needs "
+        f"(truncated, another version, or another file). It was moved to {aside}, not deleted; "
+        f"a fresh copy will be downloaded. If you placed it there yourself, check where it came "
+        f"from, and delete {aside} once you no longer need it.",
+        stacklevel=3,
+    )
 
 
 def download(
-    url: str,
+    url: str | Sequence[str],
     filename: str,
     sha256: str,
     *,
@@ -66,43 +112,57 @@ def download(
     retries: int = 3,
     timeout: float = 30.0,
 ) -> Path:
-    """Return the cached, checksum-verified file `filename`, downloading it from `url` if needed."""
+    """Return the cached, checksum-verified file `filename`, downloading it if needed from `url`
+    (or a list of URLs) and then the `MIRRORS` of each, in turn, with retries that continue
+    partial files."""
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls or not all(isinstance(u, str) and u for u in urls):
+        raise ValueError(f"url must be a URL or a non-empty list of mirror URLs, got {url!r}")
+    urls += [m for u in urls for m in MIRRORS.get(u, ()) if m not in urls]
     if retries < 1:
         raise ValueError(f"retries must be >= 1, got {retries}")
     dest = cache_dir() / filename
     if dest.exists():
         if sha256sum(dest) == sha256:
             return dest
-        dest.unlink()  # stale or corrupt: fetch again
-    part = dest.with_name(dest.name + ".part")
-    error: Exception | None = None
-    for attempt in range(retries):
-        try:
-            _fetch(url, part, timeout)
-            break
-        except (urllib.error.URLError, OSError) as exc:
-            error = exc
-            part.unlink(missing_ok=True)
-            if attempt + 1 < retries:
-                time.sleep(min(2**attempt, 8))
-        except BaseException:  # KeyboardInterrupt included: never leave half a file
-            part.unlink(missing_ok=True)
-            raise
-    else:
-        hint = f" Offline alternative: {offline_alternative}." if offline_alternative else ""
-        raise DatasetUnavailableError(
-            f"Could not download {url} ({error}). Expected the file in the cache at {dest}: "
-            f"put a copy there (or set COURSE_DATA to a folder holding it) to work offline.{hint}"
-        )
-    got = sha256sum(part)
-    if got != sha256:
-        part.unlink()
+        _set_aside(dest, sha256)
+    part = dest.with_name(dest.name + ".part")  # kept across failures and interrupts: resumed
+    failures: list[str] = []
+    mismatches: list[str] = []
+    for source in urls:
+        attempt = 0
+        while attempt < retries:
+            try:
+                resumed = _fetch(source, part, timeout)
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                attempt += 1
+                failures.append(f"{source} (attempt {attempt}): {exc}")
+                if attempt < retries:
+                    time.sleep(min(2 ** (attempt - 1), 30))  # exponential backoff: 1, 2, 4... s
+                continue
+            got = sha256sum(part)
+            if got == sha256:
+                os.replace(part, dest)  # atomic: the cache never holds a partial file
+                return dest
+            part.unlink()
+            if not resumed:  # a fresh copy that is wrong: this mirror serves another file
+                mismatches.append(f"{source}: got sha256 {got}")
+                break
+            # a resumed copy that is wrong: the partial file was stale; start over at once
+    if mismatches:
         raise ValueError(
-            f"Checksum mismatch for {url}: expected sha256 {sha256}, got {got}; "
-            "the download was deleted, try again."
+            f"Checksum mismatch for {filename}: expected sha256 {sha256}; "
+            + "; ".join(mismatches)
+            + ". The downloads were deleted; the source may have changed: report it to the course."
         )
-    os.replace(part, dest)  # atomic: the cache never holds a partial file
-    return dest
+    hint = f" Offline alternative: {offline_alternative}." if offline_alternative else ""
+    raise DatasetUnavailableError(
+        f"Could not download {filename} from {len(urls)} source(s):\n  "
+        + "\n  ".join(failures)
+        + f"\nCheck the internet connection and try again (a partial download in {part} is "
+        f"continued), or work offline: put a copy of the file at {dest} (sha256 {sha256}), or "
+        f"set COURSE_DATA to a folder holding it.{hint}"
+    )
 
 
 def _check_choice(argument: str, value: str, valid: tuple[str, ...]) -> None:

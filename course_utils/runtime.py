@@ -29,6 +29,18 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
+def autocast_dtype(device: torch.device | str) -> torch.dtype:
+    """The mixed-precision dtype for `device`: bf16, fp16 (use a GradScaler) or fp32 (no autocast)."""
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return torch.float32
+    # bf16 only where the tensor cores run it natively (Ampere, compute capability 8.0, and later).
+    # torch.cuda.is_bf16_supported() also counts emulation: on a T4 (7.5) or V100 (7.0) bf16 runs,
+    # but cuDNN has no bf16 convolutions there and falls back to slow kernels; fp16 is native.
+    major, _ = torch.cuda.get_device_capability(dev)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put `model` in eval mode for a block, then restore the training mode it had."""

@@ -138,7 +138,9 @@ def _precision(config: SimCLRConfig, dev: torch.device) -> torch.dtype:
     if config.precision == "fp32" or (config.precision == "auto" and dev.type != "cuda"):
         return torch.float32
     if config.precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        from course_utils.runtime import autocast_dtype
+
+        return autocast_dtype(dev)
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
 
 

@@ -73,6 +73,25 @@ def run(notebook: Path, out_dir: Path, timeout: int, exporter: HTMLExporter) -> 
     return time.perf_counter() - start
 
 
+def choose_profile() -> str:
+    """`COURSE_PROFILE` if set, else `gpu` with a CUDA GPU and `ci` without; say which, and pass
+    it on to the notebooks (the library's own default without a GPU, `cpu`, takes hours here)."""
+    import os
+
+    import torch
+
+    name = os.environ.get("COURSE_PROFILE", "").strip()
+    if not name:
+        name = "gpu" if torch.cuda.is_available() else "ci"
+        reason = "a CUDA GPU is" if name == "gpu" else "no GPU is"
+        print(
+            f"COURSE_PROFILE is not set and {reason} available: running the {name!r} profile "
+            "(set COURSE_PROFILE=ci, cpu or gpu to choose)."
+        )
+        os.environ["COURSE_PROFILE"] = name
+    return name
+
+
 def main() -> int:
     """Run the course; stop at the first failing notebook with its name and the cell's error."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -80,6 +99,7 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="folder for the executed HTML")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     args = parser.parse_args()
+    choose_profile()
     notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
         print(f"no lesson notebooks found in {args.notebooks}", file=sys.stderr)

@@ -53,7 +53,9 @@ def test_corrupt_cache_entry_is_replaced(source, cache: Path) -> None:
     url, sha, payload = source
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "fox.txt").write_bytes(b"truncated")
-    assert data.download(url, "fox.txt", sha).read_bytes() == payload
+    with pytest.warns(UserWarning, match="moved to"):
+        assert data.download(url, "fox.txt", sha).read_bytes() == payload
+    assert [p.read_bytes() for p in cache.glob("fox.txt.bad-*")] == [b"truncated"]
 
 
 def test_offline_error_names_url_cache_file_and_alternative(cache: Path, monkeypatch) -> None:
@@ -88,7 +90,7 @@ def test_retry_recovers_from_a_transient_failure(source, monkeypatch) -> None:
     assert len(calls) == 2
 
 
-def test_interrupt_leaves_no_partial_file(source, cache: Path, monkeypatch) -> None:
+def test_interrupt_keeps_only_the_partial_file_to_resume(source, cache: Path, monkeypatch) -> None:
     url, sha, _ = source
 
     def interrupted(u, dest, timeout):
@@ -98,7 +100,7 @@ def test_interrupt_leaves_no_partial_file(source, cache: Path, monkeypatch) -> N
     monkeypatch.setattr(data, "_fetch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         data.download(url, "fox.txt", sha)
-    assert not list(cache.glob("*"))
+    assert [p.name for p in cache.glob("*")] == ["fox.txt.part"]  # never under the final name
 
 
 @pytest.mark.parametrize("split", ["train", "test"])

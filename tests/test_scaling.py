@@ -283,6 +283,7 @@ def test_load_pythia_asks_the_hub_for_the_revision(monkeypatch, tmp_path):
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cached copy only (see tests/test_hub.py)
     calls = []
 
     def fake_from_pretrained(path, **kwargs):  # no network: record the request instead
@@ -301,7 +302,11 @@ def test_load_pythia_asks_the_hub_for_the_revision(monkeypatch, tmp_path):
     assert calls == [
         (
             "EleutherAI/pythia-160m-deduped",
-            {"revision": "step2000", "cache_dir": str(tmp_path / "huggingface")},
+            {
+                "revision": "step2000",
+                "local_files_only": True,
+                "cache_dir": str(tmp_path / "huggingface"),
+            },
         )
     ]
     assert next(model.parameters()).dtype == torch.float32 and not model.training

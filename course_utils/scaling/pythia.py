@@ -10,8 +10,15 @@ from pathlib import Path
 
 import torch
 
+from course_utils.hub import from_pretrained
 from course_utils.runtime import quiet_transformers
 from course_utils.scaling.constants import PYTHIA, PYTHIA_STEPS
+
+_OFFLINE_SUITE = (
+    "load_pythia_evals() (the published evaluations, shipped), or a stand-in suite trained here: "
+    "mini_suite(root, text), then load_pythia(size, step, root=root)"
+)
+"""What to use when the Pythia checkpoints cannot be downloaded."""
 
 
 def _pythia_path(size: str, step: int, deduped: bool, root: str | os.PathLike | None) -> str:
@@ -53,8 +60,12 @@ def load_pythia(
 
     path = _pythia_path(size, step, deduped, root)
     hub = {} if root is not None else {"revision": f"step{step}", "cache_dir": _hub_cache()}
+    if root is None:  # the Hub stores the weights in float16: 2 bytes per parameter
+        hub["size"] = f"about {2 * PYTHIA[size].params / 1e9:.2f} GB"
     with quiet_transformers():
-        model = GPTNeoXForCausalLM.from_pretrained(path, **hub)
+        model = from_pretrained(
+            GPTNeoXForCausalLM.from_pretrained, path, alternative=_OFFLINE_SUITE, **hub
+        )
     # cast after loading: Hub checkpoints may be stored in float16, and the dtype keyword of
     # from_pretrained changed name across transformers versions
     return model.to(dtype or torch.float32).eval()
@@ -64,7 +75,13 @@ def pythia_tokenizer() -> Callable[[str], list[int]]:
     """The Pythia tokenizer's encode function (shared by every model of the suite; from the Hub)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained("EleutherAI/pythia-70m", cache_dir=_hub_cache())
+    tokenizer = from_pretrained(
+        AutoTokenizer.from_pretrained,
+        "EleutherAI/pythia-70m",
+        size="about 2 MB",
+        alternative="encode_bytes, the mini suite's tokenizer (always offline)",
+        cache_dir=_hub_cache(),
+    )
     return lambda text: tokenizer(text)["input_ids"]
 
 

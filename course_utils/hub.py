@@ -1,0 +1,71 @@
+"""Hugging Face Hub models: read from the local cache when offline, fail fast with what to do."""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class HubUnavailableError(ConnectionError):
+    """A Hub model is neither in the local cache nor downloadable now."""
+
+
+def offline() -> bool:
+    """Whether Hub loads must use the local cache only: `HF_HUB_OFFLINE` (or `TRANSFORMERS_OFFLINE`)
+    is set, or the Hub (`HF_ENDPOINT`, default huggingface.co), or the proxy configured for it,
+    does not accept a connection."""
+    if any(
+        os.environ.get(v, "").strip().lower() in _TRUE
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    ):
+        return True
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    proxy = urllib.request.getproxies().get(endpoint.scheme)  # behind a proxy, probe the proxy
+    target = urllib.parse.urlsplit(proxy) if proxy else endpoint
+    port = target.port or (80 if target.scheme == "http" else 443)
+    try:
+        # one TCP connection, instead of the Hub client's retries (about 35 s) before its OSError
+        with socket.create_connection((target.hostname, port), timeout=3):
+            return False
+    except OSError:
+        return True
+
+
+def from_pretrained(
+    loader: Callable[..., T],
+    name: str,
+    *,
+    revision: str | None = None,
+    size: str = "size unknown",
+    alternative: str = "",
+    **kwargs: object,
+) -> T:
+    """`loader(name, revision=..., **kwargs)` for a `from_pretrained` loader, from the local cache
+    only when `offline()`; a failure raises HubUnavailableError naming the model, its revision, its
+    download `size` and the offline `alternative`. A local folder `name` is loaded as it is."""
+    if Path(name).is_dir():
+        return loader(name, **kwargs)
+    local_only = offline()
+    try:
+        return loader(name, revision=revision, local_files_only=local_only, **kwargs)
+    except OSError as exc:
+        why = (
+            "it is not in the local cache, and the Hub cannot be reached (or HF_HUB_OFFLINE is set)"
+            if local_only
+            else f"the Hub did not provide it ({exc})"
+        )
+        cache = f" in {kwargs['cache_dir']}" if kwargs.get("cache_dir") else ""
+        instead = f" Offline alternative: {alternative}." if alternative else ""
+        raise HubUnavailableError(
+            f"Could not load the Hugging Face model {name!r} at revision {revision or 'main'} "
+            f"({size} to download): {why}. To work offline later, load it once with internet "
+            f"access: it is then cached{cache}.{instead}"
+        ) from exc
