@@ -276,6 +276,28 @@ def test_an_all_zero_half_embedding_gives_a_finite_loss(dtype):
         assert torch.isfinite(a.grad[1:]).all() and torch.isfinite(b.grad).all()
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+@pytest.mark.parametrize(
+    "loss_fn", [LOSSES[0], LOSSES[3], LOSSES[4]], ids=["info_nce", "dense", "tiled"]
+)
+def test_float32_embeddings_of_extreme_scale_give_the_unit_scale_loss(loss_fn, scale):
+    """Squares of entries above ~1e19 overflow float32 (below ~1e-23 they underflow): the loss was
+    log(2N - 1) with zero gradient (1e20), or computed on unnormalised rows (1e-30).
+
+    Reference: the same embeddings at scale 1; the loss ignores the scale and the gradient
+    scales by 1/scale (float32 rounding of the rescaling: 1e-5).
+    """
+    z1, z2 = _randn(8, 16, seed=32), _randn(8, 16, seed=33)
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ref = loss_fn(a, b)
+    ref_grads = torch.autograd.grad(ref, (a, b))
+    a, b = (scale * z1).requires_grad_(), (scale * z2).requires_grad_()
+    loss = loss_fn(a, b)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(torch.autograd.grad(loss, (a, b)), ref_grads, strict=True):
+        torch.testing.assert_close(got * scale, want, rtol=1e-5, atol=1e-5)
+
+
 # ---- bad input -----------------------------------------------------------------------------------
 
 X = _randn(4, 3, seed=30)
