@@ -94,6 +94,20 @@ def _check_masked_lm(model: torch.nn.Module, tokenizer) -> None:
         )
 
 
+def _max_positions(model: torch.nn.Module) -> int | None:
+    """Tokens a Hugging Face model's position embeddings allow in one sequence (None if unknown).
+
+    RoBERTa-style embeddings (a position table with a padding index p) number positions from
+    p + 1, so they allow p + 1 fewer tokens than the table has rows (roberta-base: 514 rows, 512).
+    """
+    embeddings = getattr(getattr(model, "base_model", None), "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    if isinstance(table, torch.nn.Embedding):
+        offset = table.padding_idx + 1 if table.padding_idx is not None else 0
+        return table.num_embeddings - offset
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     """The texts as a list, or ValueError/TypeError for an empty list or an empty text."""
     if isinstance(texts, str) or not isinstance(texts, Sequence):
@@ -171,9 +185,8 @@ def _pll_log_probs(
         raise ValueError("variant='word_l2r' needs a fast tokenizer (it reads word ids)")
     _check_masked_lm(model, tokenizer)
     texts = _check_texts(texts)
-    max_length = getattr(model.config, "max_position_embeddings", None)
     ids, attention, types, word, text, position = _masked_copies(
-        tokenizer, texts, variant, max_length
+        tokenizer, texts, variant, _max_positions(model)
     )
     dev = next(model.parameters()).device
     ids, attention, types, word = (t.to(dev) for t in (ids, attention, types, word))
