@@ -435,6 +435,33 @@ def _check_windows(n: int, context_length: int, stride: int, bos: bool, batch_si
         )
 
 
+def _check_fits_model(
+    model: torch.nn.Module, ids: torch.Tensor, context_length: int, bos_token_id: int | None
+) -> None:
+    """Raise ValueError if a window needs more positions, or an id more rows, than the model has."""
+    positions = _max_positions(model)
+    bos = int(bos_token_id is not None)
+    if positions is not None and context_length + bos > positions:
+        with_bos = " + 1 for bos_token_id" if bos else ""
+        raise ValueError(
+            f"context_length ({context_length}{with_bos}) needs more positions than the model's "
+            f"{positions}: use context_length <= {positions - bos}"
+        )
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    table = get_embeddings() if callable(get_embeddings) else None
+    vocab = table.num_embeddings if isinstance(table, torch.nn.Embedding) else None
+    ranges = [("input_ids", int(ids.min()), int(ids.max()))]
+    if bos_token_id is not None:
+        ranges.append(("bos_token_id", bos_token_id, bos_token_id))
+    for name, low, high in ranges:
+        if low < 0 or (vocab is not None and high >= vocab):
+            allowed = f"[0, {vocab})" if vocab is not None else ">= 0"
+            raise ValueError(
+                f"{name} holds the id {low if low < 0 else high}, outside the model's "
+                f"vocabulary {allowed}"
+            )
+
+
 def _check_causal(model: torch.nn.Module, probe: torch.Tensor) -> None:
     """Raise if changing the last token of `probe` changes the model's output at earlier tokens."""
     a = _logits(model, probe[None])[0]
@@ -497,6 +524,7 @@ def token_log_probs(
     ids = _as_ids(input_ids)
     bos = bos_token_id is not None
     _check_windows(len(ids), context_length, stride, bos, batch_size)
+    _check_fits_model(model, ids, context_length, bos_token_id)
     param = next(model.parameters(), None)
     dev = param.device if param is not None else torch.device("cpu")
     prefix = torch.tensor([bos_token_id] if bos else [], dtype=torch.long)
