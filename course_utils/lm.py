@@ -122,6 +122,12 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return list(texts)
 
 
+def _structural_ids(tokenizer) -> list[int]:
+    """Ids of the tokens that frame a text rather than belong to it: [CLS], [SEP], padding, BOS, EOS."""
+    names = ("cls_token_id", "sep_token_id", "pad_token_id", "bos_token_id", "eos_token_id")
+    return sorted({i for name in names if (i := getattr(tokenizer, name, None)) is not None})
+
+
 def _masked_copies(
     tokenizer, texts: list[str], variant: str, max_length: int | None
 ) -> tuple[torch.Tensor, ...]:
@@ -141,11 +147,14 @@ def _masked_copies(
     attention = torch.zeros((n, width), dtype=torch.long)
     scored = torch.zeros((n, width), dtype=torch.bool)
     word = torch.full((n, width), -1, dtype=torch.long)  # -1: special token or padding
+    # Structural tokens are not scored wherever they occur, a "[SEP]" typed in a text included.
+    structural = torch.tensor(_structural_ids(tokenizer), dtype=torch.long)
     for i, length in enumerate(lengths):
         ids[i, :length] = torch.tensor(enc["input_ids"][i])
         types[i, :length] = torch.tensor(enc["token_type_ids"][i])
         attention[i, :length] = 1
-        scored[i, :length] = torch.tensor(enc["special_tokens_mask"][i]) == 0
+        added = torch.tensor(enc["special_tokens_mask"][i]) == 1
+        scored[i, :length] = ~added & ~torch.isin(ids[i, :length], structural)
         if variant == "word_l2r":
             word[i, :length] = torch.tensor([-1 if w is None else w for w in enc.word_ids(i)])
     empty = (~scored.any(1)).nonzero().flatten()
@@ -228,7 +237,10 @@ def pseudo_log_likelihood(
     """Per text, `sum_t log p(x_t | x_without_t)` over its non-special tokens, in nats (float64, CPU).
 
     All masked copies of all texts go through the model `batch_size` copies at a time.
-    `variant="word_l2r"` also masks the later tokens of the target token's word.
+    `variant="word_l2r"` also masks the later tokens of the target token's word. Not scored: the
+    tokens the tokenizer adds and the structural ones ([CLS], [SEP], padding, BOS, EOS) wherever
+    they occur, so a literal "[SEP]" typed in a text is skipped (as minicons does); [UNK] and a
+    literal "[MASK]" are scored.
     """
     logp, text = _pll_log_probs(model, tokenizer, texts, variant, batch_size)
     return torch.zeros(len(texts), dtype=torch.float64).index_add_(0, text, logp)

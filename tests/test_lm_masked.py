@@ -233,6 +233,31 @@ def test_pll_rejects_bad_options(mlm):
         pseudo_log_likelihood(model, tokenizer, TEXTS, batch_size=0)
 
 
+def test_a_literal_sep_in_a_text_is_not_scored(mlm):
+    """A "[SEP]" typed in a text becomes the [SEP] token; it used to be scored like a word.
+
+    Reference: the naive loop with that position left out (minicons' choice), value for value.
+    """
+    model, tokenizer = mlm
+    text = "The return value [SEP] is None."
+    ids = tokenizer(text)["input_ids"]
+    literal = ids.index(tokenizer.sep_token_id)
+    assert 0 < literal < len(ids) - 1  # the tokenizer kept it as one special token mid-text
+    with torch.no_grad():
+        expected = 0.0
+        for t in range(1, len(ids) - 1):
+            if t == literal:
+                continue
+            masked = list(ids)
+            masked[t] = tokenizer.mask_token_id
+            logits = model(torch.tensor([masked])).logits[0, t]
+            expected += F.log_softmax(logits, dim=-1)[ids[t]].item()
+    got = pseudo_log_likelihood(model, tokenizer, [text])
+    torch.testing.assert_close(
+        got, torch.tensor([expected], dtype=torch.float64), rtol=0, atol=ATOL
+    )
+
+
 def test_pll_length_guard_counts_roberta_position_offset(mlm):
     """RoBERTa numbers positions from pad_token_id + 1: a table of 17 rows allows 16 tokens.
 
