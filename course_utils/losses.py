@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from course_utils.distributed import all_gather_with_grad, rank
+
 REDUCTIONS = ("mean", "sum", "none")
 # Smallest norm we divide by. Normalisation runs in float32, where 1e-12 is representable; in fp16
 # it would round to 0 (the classic F.normalize(x.half()) failure), so we never normalise in half.
@@ -224,6 +226,7 @@ def nt_xent(
     *,
     temperature: float = 0.5,
     chunk_size: int | None = None,
+    gather: bool = False,
 ) -> torch.Tensor:
     """SimCLR's NT-Xent loss of two views, averaged over all 2N anchors.
 
@@ -237,7 +240,13 @@ def nt_xent(
         z1, z2: (N, D) embeddings of two views of the same N samples, N >= 2.
         temperature: tau > 0.
         chunk_size: None for the dense (2N, 2N) similarity matrix; an int K for the tiled path that
-            only ever holds (2N, K) similarities (forward and backward), same value and gradient.
+            only ever holds (2N, K) similarities (forward and backward), same value and gradient,
+            and full float32 relative precision when the loss is small.
+        gather: under an initialised process group (data-parallel training), contrast this rank's
+            2N anchors with the views of ALL ranks (an all-gather that keeps gradients), so the
+            negatives are the global batch. Every rank must pass the same N. The mean of the ranks'
+            losses is the single-process loss on the concatenated batch, and the gradients, once
+            DDP averages them over ranks, are its gradients. The identity without a group.
     """
     _check_embeddings("z1", z1, 2)
     _check_embeddings("z2", z2, 2)
@@ -253,10 +262,15 @@ def nt_xent(
             raise TypeError(f"chunk_size must be None or an int, got {type(chunk_size).__name__}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not isinstance(gather, bool):
+        raise TypeError(f"gather must be a bool, got {type(gather).__name__}")
     z = _l2_normalize(torch.cat([z1, z2]))
+    # The views anchors are contrasted with: this process's, or every rank's in rank order, where
+    # this rank's 2N views start at `offset`.
+    views, offset = (all_gather_with_grad(z), rank() * 2 * n) if gather else (z, 0)
     if chunk_size is None:
-        logits = (z / tau) @ z.T
-        logits.fill_diagonal_(-math.inf)  # a view is not its own negative
-        positives = torch.arange(2 * n, device=z.device).roll(n)  # k -> k + N mod 2N
+        logits = (z / tau) @ views.T
+        logits[:, offset : offset + 2 * n].fill_diagonal_(-math.inf)  # not its own negative
+        positives = offset + torch.arange(2 * n, device=z.device).roll(n)  # k -> k + N mod 2N
         return F.cross_entropy(logits, positives)
-    return _TiledNTXent.apply(z, z, 0, tau, chunk_size).mean()
+    return _TiledNTXent.apply(z, views, offset, tau, chunk_size).mean()
