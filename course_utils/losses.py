@@ -59,11 +59,12 @@ def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """Rows of `x` scaled to unit L2 norm, in float32 for half inputs (zero rows stay zero)."""
     if torch.finfo(x.dtype).bits < 32:
         x = x.float()
-    # Divide each row by its largest |entry| first: squares of float32 entries above ~1e19 overflow
-    # (the norm would be inf and the row 0). x / |x| ignores a row's scale, so detaching it keeps
-    # the gradient exact.
+    # Scale each row near 1 first: squares of float32 entries above ~1e19 overflow (the norm would
+    # be inf and the row 0), below ~1e-23 they underflow. A power of two near the row's largest
+    # |entry| makes the division exact, so rows that did not overflow give bitwise the same
+    # result; x / |x| ignores a row's scale, so detaching it keeps the gradient exact too.
     peak = x.detach().abs().amax(dim=-1, keepdim=True)
-    x = x / torch.where(peak > 0, peak, 1.0)
+    x = x / torch.where(peak > 0, torch.exp2(torch.floor(torch.log2(peak))), 1.0)
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(_NORM_EPS)
 
 
