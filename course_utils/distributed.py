@@ -72,16 +72,22 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for without a process group)."""
+    if is_initialized():
+        dist.barrier()
+
+
 @contextmanager
 def main_first() -> Iterator[None]:
     """Run a block on rank 0 before the other ranks (a download that fills a shared cache)."""
     if not is_main():
-        dist.barrier()
+        barrier()
     try:
         yield
     finally:
-        if is_main() and is_initialized():
-            dist.barrier()
+        if is_main():
+            barrier()
 
 
 def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
