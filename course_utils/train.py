@@ -39,7 +39,7 @@ class SimCLRConfig:
 
     epochs: int = 100
     batch_size: int = 512  # per process: the global batch is batch_size x number of processes
-    lr: float = 0.24  # peak SGD lr for batch_size (0.06 per 128 images, lightly); x N on N processes
+    lr: float = 0.24  # peak SGD lr for batch_size (0.06 per 128 images); x N on N processes
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 2.0  # linear warm-up, then cosine decay to 0, updated every step
