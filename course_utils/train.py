@@ -315,7 +315,7 @@ def train_simclr(
     # DDP after loading: it broadcasts rank 0's weights, then all-reduces (averages) gradients.
     step_model = model
     if world > 1:
-        ids = [dev.index] if dev.type == "cuda" else None
+        ids = [torch.cuda.current_device()] if dev.type == "cuda" else None  # set by setup()
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     for epoch in range(start_epoch, config.epochs):
