@@ -21,6 +21,7 @@ from torch import nn
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
 BLUR_SIGMA = (0.1, 2.0)  # SimCLR's Gaussian blur sigma range
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)  # jitter op ids, as torchvision's ColorJitter
+FLOAT_RANGE_TOL = 1e-3  # float input may stray this far outside [0, 1] (rounding of earlier ops)
 
 
 @dataclass
@@ -183,8 +184,8 @@ def _gaussian_kernels(size: int, sigma: torch.Tensor) -> torch.Tensor:
 class SimCLRAugment(nn.Module):
     """SimCLR views of a batch: per-sample random resized crop, flip, colour jitter, grayscale, blur.
 
-    Input: uint8 (values 0..255) or float (values in [0, 1]) images (B, C, H, W), C = 1 or 3, on
-    any device. Output: float32 (B, C, size, size), normalised as (x - mean) / std with `mean` and
+    Input: uint8 (values 0..255) or float (values in [0, 1], else ValueError) images (B, C, H, W),
+    C = 1 or 3, on any device. Output: float32 (B, C, size, size), normalised as (x - mean) / std with `mean` and
     `std` one value per channel or one for all (default 0.5 and 0.5: [0, 1] -> [-1, 1]). Parameters
     follow torchvision: `scale`/`ratio` as RandomResizedCrop, `jitter` = (brightness, contrast,
     saturation, hue) as ColorJitter (applied with probability `jitter_p`, ops in a random order per
@@ -310,6 +311,18 @@ class SimCLRAugment(nn.Module):
             if len(t) not in (1, c):
                 raise ValueError(f"{name} has {len(t)} values; the images have {c} channels")
 
+    @staticmethod
+    def _check_range(x: torch.Tensor) -> None:
+        """Raise unless float images are in [0, 1] (up to rounding); uint8 is always in range."""
+        if not x.is_floating_point() or x.numel() == 0 or x.device.type == "meta":
+            return
+        low, high = (v.item() for v in torch.aminmax(x))
+        if not (low >= -FLOAT_RANGE_TOL and high <= 1 + FLOAT_RANGE_TOL):
+            raise ValueError(
+                f"float images x must have values in [0, 1], got [{low:.4g}, {high:.4g}]: divide "
+                "0..255 images by 255, or pass them as uint8"
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One augmented, normalised view (B, C, size, size) of each image in `x`."""
         self._check_input(x)
@@ -318,6 +331,7 @@ class SimCLRAugment(nn.Module):
     def apply_params(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """The views of `x` (B, C, H, W) for given per-sample `params` (deterministic)."""
         self._check_input(x)
+        self._check_range(x)
         b, c, height, width = x.shape
         if len(params) != b:
             raise ValueError(f"params are for {len(params)} samples, x has {b}")

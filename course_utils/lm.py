@@ -94,6 +94,20 @@ def _check_masked_lm(model: torch.nn.Module, tokenizer) -> None:
         )
 
 
+def _max_positions(model: torch.nn.Module) -> int | None:
+    """Tokens a Hugging Face model's position embeddings allow in one sequence (None if unknown).
+
+    RoBERTa-style embeddings (a position table with a padding index p) number positions from
+    p + 1, so they allow p + 1 fewer tokens than the table has rows (roberta-base: 514 rows, 512).
+    """
+    embeddings = getattr(getattr(model, "base_model", None), "embeddings", None)
+    table = getattr(embeddings, "position_embeddings", None)
+    if isinstance(table, torch.nn.Embedding):
+        offset = table.padding_idx + 1 if table.padding_idx is not None else 0
+        return table.num_embeddings - offset
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     """The texts as a list, or ValueError/TypeError for an empty list or an empty text."""
     if isinstance(texts, str) or not isinstance(texts, Sequence):
@@ -106,6 +120,12 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if not text.strip():
             raise ValueError(f"texts[{i}] is empty: every text needs at least one token to score")
     return list(texts)
+
+
+def _structural_ids(tokenizer) -> list[int]:
+    """Ids of the tokens that frame a text rather than belong to it: [CLS], [SEP], padding, BOS, EOS."""
+    names = ("cls_token_id", "sep_token_id", "pad_token_id", "bos_token_id", "eos_token_id")
+    return sorted({i for name in names if (i := getattr(tokenizer, name, None)) is not None})
 
 
 def _masked_copies(
@@ -127,11 +147,14 @@ def _masked_copies(
     attention = torch.zeros((n, width), dtype=torch.long)
     scored = torch.zeros((n, width), dtype=torch.bool)
     word = torch.full((n, width), -1, dtype=torch.long)  # -1: special token or padding
+    # Structural tokens are not scored wherever they occur, a "[SEP]" typed in a text included.
+    structural = torch.tensor(_structural_ids(tokenizer), dtype=torch.long)
     for i, length in enumerate(lengths):
         ids[i, :length] = torch.tensor(enc["input_ids"][i])
         types[i, :length] = torch.tensor(enc["token_type_ids"][i])
         attention[i, :length] = 1
-        scored[i, :length] = torch.tensor(enc["special_tokens_mask"][i]) == 0
+        added = torch.tensor(enc["special_tokens_mask"][i]) == 1
+        scored[i, :length] = ~added & ~torch.isin(ids[i, :length], structural)
         if variant == "word_l2r":
             word[i, :length] = torch.tensor([-1 if w is None else w for w in enc.word_ids(i)])
     empty = (~scored.any(1)).nonzero().flatten()
@@ -171,9 +194,8 @@ def _pll_log_probs(
         raise ValueError("variant='word_l2r' needs a fast tokenizer (it reads word ids)")
     _check_masked_lm(model, tokenizer)
     texts = _check_texts(texts)
-    max_length = getattr(model.config, "max_position_embeddings", None)
     ids, attention, types, word, text, position = _masked_copies(
-        tokenizer, texts, variant, max_length
+        tokenizer, texts, variant, _max_positions(model)
     )
     dev = next(model.parameters()).device
     ids, attention, types, word = (t.to(dev) for t in (ids, attention, types, word))
@@ -215,7 +237,10 @@ def pseudo_log_likelihood(
     """Per text, `sum_t log p(x_t | x_without_t)` over its non-special tokens, in nats (float64, CPU).
 
     All masked copies of all texts go through the model `batch_size` copies at a time.
-    `variant="word_l2r"` also masks the later tokens of the target token's word.
+    `variant="word_l2r"` also masks the later tokens of the target token's word. Not scored: the
+    tokens the tokenizer adds and the structural ones ([CLS], [SEP], padding, BOS, EOS) wherever
+    they occur, so a literal "[SEP]" typed in a text is skipped (as minicons does); [UNK] and a
+    literal "[MASK]" are scored.
     """
     logp, text = _pll_log_probs(model, tokenizer, texts, variant, batch_size)
     return torch.zeros(len(texts), dtype=torch.float64).index_add_(0, text, logp)
@@ -422,6 +447,33 @@ def _check_windows(n: int, context_length: int, stride: int, bos: bool, batch_si
         )
 
 
+def _check_fits_model(
+    model: torch.nn.Module, ids: torch.Tensor, context_length: int, bos_token_id: int | None
+) -> None:
+    """Raise ValueError if a window needs more positions, or an id more rows, than the model has."""
+    positions = _max_positions(model)
+    bos = int(bos_token_id is not None)
+    if positions is not None and context_length + bos > positions:
+        with_bos = " + 1 for bos_token_id" if bos else ""
+        raise ValueError(
+            f"context_length ({context_length}{with_bos}) needs more positions than the model's "
+            f"{positions}: use context_length <= {positions - bos}"
+        )
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    table = get_embeddings() if callable(get_embeddings) else None
+    vocab = table.num_embeddings if isinstance(table, torch.nn.Embedding) else None
+    ranges = [("input_ids", int(ids.min()), int(ids.max()))]
+    if bos_token_id is not None:
+        ranges.append(("bos_token_id", bos_token_id, bos_token_id))
+    for name, low, high in ranges:
+        if low < 0 or (vocab is not None and high >= vocab):
+            allowed = f"[0, {vocab})" if vocab is not None else ">= 0"
+            raise ValueError(
+                f"{name} holds the id {low if low < 0 else high}, outside the model's "
+                f"vocabulary {allowed}"
+            )
+
+
 def _check_causal(model: torch.nn.Module, probe: torch.Tensor) -> None:
     """Raise if changing the last token of `probe` changes the model's output at earlier tokens."""
     a = _logits(model, probe[None])[0]
@@ -484,6 +536,7 @@ def token_log_probs(
     ids = _as_ids(input_ids)
     bos = bos_token_id is not None
     _check_windows(len(ids), context_length, stride, bos, batch_size)
+    _check_fits_model(model, ids, context_length, bos_token_id)
     param = next(model.parameters(), None)
     dev = param.device if param is not None else torch.device("cpu")
     prefix = torch.tensor([bos_token_id] if bos else [], dtype=torch.long)

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from course_utils.distributed import all_gather_with_grad, rank
+
 REDUCTIONS = ("mean", "sum", "none")
 # Smallest norm we divide by. Normalisation runs in float32, where 1e-12 is representable; in fp16
 # it would round to 0 (the classic F.normalize(x.half()) failure), so we never normalise in half.
@@ -57,6 +59,12 @@ def _l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """Rows of `x` scaled to unit L2 norm, in float32 for half inputs (zero rows stay zero)."""
     if torch.finfo(x.dtype).bits < 32:
         x = x.float()
+    # Scale each row near 1 first: squares of float32 entries above ~1e19 overflow (the norm would
+    # be inf and the row 0), below ~1e-23 they underflow. A power of two near the row's largest
+    # |entry| makes the division exact, so rows that did not overflow give bitwise the same
+    # result; x / |x| ignores a row's scale, so detaching it keeps the gradient exact too.
+    peak = x.detach().abs().amax(dim=-1, keepdim=True)
+    x = x / torch.where(peak > 0, torch.exp2(torch.floor(torch.log2(peak))), 1.0)
     return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(_NORM_EPS)
 
 
@@ -130,49 +138,87 @@ def info_nce(
     return F.cross_entropy(logits / tau, labels, reduction=reduction)
 
 
-class _MaskedGramLogSumExp(torch.autograd.Function):
-    """Row log-sum-exp of (z z^T / tau) without its diagonal, in column tiles of `chunk` columns.
+def _mask_band(
+    tile: torch.Tensor, first_row: int, last_row: int, first_col: int, start: int
+) -> None:
+    """In place: -inf at (i, first_col + i - first_row) for rows i in [first_row, last_row), where
+    that column falls in `tile`, which holds columns [start, start + tile width) of the full matrix."""
+    lo = max(first_row, first_row + start - first_col)
+    hi = min(last_row, first_row + start + tile.shape[1] - first_col)
+    if lo < hi:
+        col = first_col + lo - first_row - start
+        tile[lo:hi, col : col + hi - lo].fill_diagonal_(-math.inf)
 
-    Forward keeps a running max and sum per row (online log-sum-exp), so only a (2N, chunk) tile of
-    the similarity matrix exists at a time. Backward recomputes each tile from z and the saved lse
-    instead of storing the full softmax: memory O(N*D + N*chunk) for one extra matmul per tile.
+
+def _mask_self_and_positive(tile: torch.Tensor, offset: int, start: int) -> None:
+    """-inf where a tile of anchors (2n rows) x views holds an anchor's own view or its positive.
+
+    Anchor i (of z = [z1; z2]) is view offset + i of the whole batch; its positive is view
+    offset + i + n for i < n and offset + i - n for i >= n.
+    """
+    rows = tile.shape[0]
+    n = rows // 2
+    _mask_band(tile, 0, rows, offset, start)
+    _mask_band(tile, 0, n, offset + n, start)
+    _mask_band(tile, n, rows, offset, start)
+
+
+class _TiledNTXent(torch.autograd.Function):
+    """Per-anchor NT-Xent losses of anchors `q` (2n, D) against views `keys` (M, D), in column tiles.
+
+    Anchor i is view `offset + i` of `keys` (so `keys` is `q` itself on one process) and its
+    positive is its pair in `q`. With s = q keys^T / tau, the loss of anchor k is
+    ``log(1 + sum_neg exp(s_kj - s_kpos)) = softplus(lse_neg_k - s_kpos)``: a small loss is then
+    computed to float32's relative precision, where ``lse_all - s_kpos`` (two numbers of size 1/tau)
+    would lose it. The negatives' log-sum-exp runs online (a running max and sum per row), so only
+    a (2n, chunk) tile of s exists at a time. Backward recomputes each tile from q, keys and the
+    saved losses instead of storing the softmax: memory O((2n + M) D + 2n chunk), one extra matmul
+    per tile.
     """
 
     @staticmethod
-    def forward(ctx, z: torch.Tensor, tau: float, chunk: int) -> torch.Tensor:
-        rows = z.shape[0]
-        zs = z / tau  # scale the (rows, D) side once, not every (rows, chunk) tile
-        # Rows are unit (or zero) vectors, so every similarity is >= -1/tau: starting the running max
-        # there keeps it finite even for a tile holding only the diagonal (no inf - inf = NaN).
-        running_max = torch.full((rows,), -1.0 / tau, dtype=z.dtype, device=z.device)
-        running_sum = torch.zeros(rows, dtype=z.dtype, device=z.device)
-        for start in range(0, rows, chunk):
-            tile = zs @ z[start : start + chunk].T
-            tile[start : start + chunk].fill_diagonal_(-math.inf)  # a view drops self-similarity
+    def forward(
+        ctx, q: torch.Tensor, keys: torch.Tensor, offset: int, tau: float, chunk: int
+    ) -> torch.Tensor:
+        rows = q.shape[0]
+        qs = q / tau  # scale the (2n, D) side once, not every (2n, chunk) tile
+        positive = (qs * q.roll(rows // 2, 0)).sum(dim=1)  # s_k,pos
+        # Views are unit (or zero) vectors, so every similarity is >= -1/tau: starting the running
+        # max there keeps it finite even for a tile whose columns are all masked (no inf - inf).
+        running_max = torch.full((rows,), -1.0 / tau, dtype=q.dtype, device=q.device)
+        running_sum = torch.zeros(rows, dtype=q.dtype, device=q.device)
+        for start in range(0, keys.shape[0], chunk):
+            tile = qs @ keys[start : start + chunk].T
+            _mask_self_and_positive(tile, offset, start)
             new_max = torch.maximum(running_max, tile.amax(dim=1))
             running_sum.mul_(torch.exp(running_max - new_max))  # rescale the old sum to new_max
             running_sum.add_(tile.sub_(new_max[:, None]).exp_().sum(dim=1))  # in place: no copies
             running_max = new_max
-        lse = running_max + torch.log(running_sum)
-        ctx.save_for_backward(z, lse)
-        ctx.tau, ctx.chunk = tau, chunk
-        return lse
+        loss = F.softplus(running_max + torch.log(running_sum) - positive)
+        ctx.save_for_backward(q, keys, positive + loss, loss)  # lse over all views, and the loss
+        ctx.offset, ctx.tau, ctx.chunk = offset, tau, chunk
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_lse: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        # d lse_i / d z = sum_j P_ij (z_j e_i + z_i e_j) / tau with P = softmax of row i (no diagonal)
-        z, lse = ctx.saved_tensors
-        zs = z / ctx.tau
-        grad = torch.zeros_like(z)
-        for start in range(0, z.shape[0], ctx.chunk):
-            cols = z[start : start + ctx.chunk]
-            tile = zs @ cols.T
-            tile[start : start + ctx.chunk].fill_diagonal_(-math.inf)
-            weights = torch.exp(tile.sub_(lse[:, None])).mul_(grad_lse[:, None])  # g_i P_ij
-            grad.addmm_(weights, cols)  # rows i: sum_j g_i P_ij z_j
-            grad[start : start + ctx.chunk].addmm_(weights.T, z)  # columns j: sum_i g_i P_ij z_i
-        return grad.div_(ctx.tau), None, None
+    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # d loss_k / d s_kj = P_kj (softmax of row k over all views but k) for negatives j, and
+        # P_kpos - 1 = expm1(-loss_k) for the positive: exact for a small loss, where 1 - P_kpos
+        # computed as a difference would cancel. ds_kj = (q_k . dkey_j + dq_k . key_j) / tau.
+        q, keys, lse, loss = ctx.saved_tensors
+        qs = q / ctx.tau
+        grad_q, grad_keys = torch.zeros_like(q), torch.zeros_like(keys)
+        for start in range(0, keys.shape[0], ctx.chunk):
+            cols = keys[start : start + ctx.chunk]
+            tile = qs @ cols.T
+            _mask_self_and_positive(tile, ctx.offset, start)
+            weights = torch.exp(tile.sub_(lse[:, None])).mul_(grad_loss[:, None])  # g_k P_kj
+            grad_q.addmm_(weights, cols)  # anchors k: sum_j g_k P_kj key_j
+            grad_keys[start : start + ctx.chunk].addmm_(weights.T, q)  # views j: sum_k g_k P_kj q_k
+        n = q.shape[0] // 2
+        pull = (grad_loss * torch.expm1(-loss))[:, None]  # g_k (P_kpos - 1)
+        grad_q.add_(pull * q.roll(n, 0)).add_((pull * q).roll(n, 0))  # anchor k and its pair
+        return grad_q.div_(ctx.tau), grad_keys.div_(ctx.tau), None, None, None
 
 
 def nt_xent(
@@ -181,6 +227,7 @@ def nt_xent(
     *,
     temperature: float = 0.5,
     chunk_size: int | None = None,
+    gather: bool = False,
 ) -> torch.Tensor:
     """SimCLR's NT-Xent loss of two views, averaged over all 2N anchors.
 
@@ -194,7 +241,13 @@ def nt_xent(
         z1, z2: (N, D) embeddings of two views of the same N samples, N >= 2.
         temperature: tau > 0.
         chunk_size: None for the dense (2N, 2N) similarity matrix; an int K for the tiled path that
-            only ever holds (2N, K) similarities (forward and backward), same value and gradient.
+            only ever holds (2N, K) similarities (forward and backward), same value and gradient,
+            and full float32 relative precision when the loss is small.
+        gather: under an initialised process group (data-parallel training), contrast this rank's
+            2N anchors with the views of ALL ranks (an all-gather that keeps gradients), so the
+            negatives are the global batch. Every rank must pass the same N. The mean of the ranks'
+            losses is the single-process loss on the concatenated batch, and the gradients, once
+            DDP averages them over ranks, are its gradients. The identity without a group.
     """
     _check_embeddings("z1", z1, 2)
     _check_embeddings("z2", z2, 2)
@@ -210,12 +263,15 @@ def nt_xent(
             raise TypeError(f"chunk_size must be None or an int, got {type(chunk_size).__name__}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not isinstance(gather, bool):
+        raise TypeError(f"gather must be a bool, got {type(gather).__name__}")
     z = _l2_normalize(torch.cat([z1, z2]))
+    # The views anchors are contrasted with: this process's, or every rank's in rank order, where
+    # this rank's 2N views start at `offset`.
+    views, offset = (all_gather_with_grad(z), rank() * 2 * n) if gather else (z, 0)
     if chunk_size is None:
-        logits = (z / tau) @ z.T
-        logits.fill_diagonal_(-math.inf)  # a view is not its own negative
-        positives = torch.arange(2 * n, device=z.device).roll(n)  # k -> k + N mod 2N
+        logits = (z / tau) @ views.T
+        logits[:, offset : offset + 2 * n].fill_diagonal_(-math.inf)  # not its own negative
+        positives = offset + torch.arange(2 * n, device=z.device).roll(n)  # k -> k + N mod 2N
         return F.cross_entropy(logits, positives)
-    lse = _MaskedGramLogSumExp.apply(z, tau, chunk_size)
-    positive = (z[:n] * z[n:]).sum(dim=1) / tau  # the same for anchor k and its pair
-    return lse.mean() - positive.mean()
+    return _TiledNTXent.apply(z, views, offset, tau, chunk_size).mean()

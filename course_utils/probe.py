@@ -95,8 +95,11 @@ def knn_accuracy(
     for start in range(0, len(test_f), chunk_size):
         query = F.normalize(test_f[start : start + chunk_size].to(dev).float(), dim=1)
         sim, index = (query @ bank.T).topk(k, dim=1)
+        # exp((sim - max) / T): the same vote ratios as exp(sim / T), which overflows float32 once
+        # sim / T > 88.7 (T ~ 0.01); topk sorts, so column 0 holds each row's maximum.
+        weights = ((sim - sim[:, :1]) / temperature).exp()
         votes = torch.zeros(len(query), num_classes, device=dev)
-        votes.scatter_add_(1, labels[index], (sim / temperature).exp())
+        votes.scatter_add_(1, labels[index], weights)
         correct += (votes.argmax(1) == test_y[start : start + chunk_size].to(dev)).sum().item()
     return correct / len(test_f)
 

@@ -1,20 +1,30 @@
-"""SimCLR pretraining in one readable loop: config, model, schedule, AMP, kNN monitor, checkpoints."""
+"""SimCLR pretraining in one readable loop: config, model, schedule, AMP, kNN monitor, checkpoints.
+
+The same loop runs on one process or data-parallel on N (`torchrun --nproc_per_node=N -m
+course_utils.train ...`): each rank trains on its own shard with its own augmentations, NT-Xent
+contrasts every view with the views of all ranks, and DDP averages the gradients.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from course_utils import distributed
 from course_utils.augment import SimCLRAugment
-from course_utils.data import batches
+from course_utils.data import IMAGE_SETS, batches, load_images
 from course_utils.losses import nt_xent
 from course_utils.models import ProjectionHead, resnet18_cifar
 from course_utils.probe import extract_features, knn_accuracy
@@ -28,8 +38,8 @@ class SimCLRConfig:
     """Every knob of a SimCLR run; the defaults are the CIFAR-10 ResNet-18 GPU recipe."""
 
     epochs: int = 100
-    batch_size: int = 512
-    lr: float = 0.24  # peak SGD learning rate: 0.06 per 128 images of batch (lightly's benchmark)
+    batch_size: int = 512  # per process: the global batch is batch_size x number of processes
+    lr: float = 0.24  # peak SGD lr for batch_size (0.06 per 128 images); x N on N processes
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 2.0  # linear warm-up, then cosine decay to 0, updated every step
@@ -50,7 +60,8 @@ class SimCLRConfig:
     precision: str = "auto"  # bf16 on GPUs that support it, fp16 (+ loss scaling) else, fp32 on CPU
     seed: int = 0
     checkpoint: str | None = None  # a file: saved after every epoch, resumed from when it exists
-    progress: bool = True  # tqdm bar per epoch
+    progress: bool = True  # tqdm bar per epoch (rank 0)
+    sync_bn: bool = False  # on N > 1 CUDA processes: BatchNorm statistics over the global batch
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "width", "proj_hidden", "proj_dim", "knn_k"):
@@ -196,6 +207,29 @@ def knn_monitor(
     return knn_accuracy(bank, train_y, query, test_y, k=k, temperature=temperature)
 
 
+def _epoch_batches(
+    data: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """This rank's full batches of one epoch: one permutation shared by all ranks (same generator
+    state), cut into disjoint equal shards, one per rank."""
+    world, rank = distributed.world_size(), distributed.rank()
+    order = torch.randperm(len(data), generator=generator)
+    per_rank = len(data) // world
+    shard = order[rank * per_rank : (rank + 1) * per_rank].to(data.device)
+    for (index,) in batches(shard, batch_size=batch_size, shuffle=False, drop_last=True):
+        yield data[index]
+
+
+def _gather_states(generator: torch.Generator) -> list[torch.Tensor]:
+    """Every rank's generator state, in rank order (one collective; one state without a group)."""
+    state = generator.get_state()
+    if distributed.world_size() == 1:
+        return [state]
+    states: list[torch.Tensor | None] = [None] * distributed.world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
 def train_simclr(
     config: SimCLRConfig,
     images: torch.Tensor,
@@ -203,11 +237,18 @@ def train_simclr(
     monitor: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> SimCLRRun:
-    """Pretrain SimCLR on uint8 `images`; `monitor` = (train_x, train_y, test_x, test_y) for kNN."""
+    """Pretrain SimCLR on uint8 `images`; `monitor` = (train_x, train_y, test_x, test_y) for kNN.
+
+    Under an initialised process group (see `distributed.setup`) every rank passes the same images
+    and trains data-parallel; the kNN monitor and the checkpoint run on rank 0, whose history
+    alone has the "knn" column. One process gives exactly the results it gave before DDP existed.
+    """
     _check_images("images", images)
-    if config.batch_size > len(images):
+    world, rank = distributed.world_size(), distributed.rank()
+    if config.batch_size > len(images) // world:
         raise ValueError(
-            f"batch_size ({config.batch_size}) must be <= the number of images ({len(images)})"
+            f"batch_size ({config.batch_size}) must be <= the number of images per process "
+            f"({len(images)} images / {world} processes = {len(images) // world})"
         )
     if monitor is not None:
         if len(monitor) != 4:
@@ -215,21 +256,31 @@ def train_simclr(
         _check_images("monitor train_x", monitor[0])
         _check_images("monitor test_x", monitor[2])
     dev = device()
+    if config.sync_bn and world > 1 and dev.type != "cuda":
+        raise ValueError(
+            "sync_bn=True needs one CUDA GPU per process: torch's SyncBatchNorm does not run on "
+            f"{dev.type}; use sync_bn=False (per-process BatchNorm statistics)"
+        )
     amp_dtype = _precision(config, dev)
 
-    seed_everything(config.seed)  # the model's initial weights
-    augment_rng = torch.Generator().manual_seed(config.seed + 1)  # augment draws on the CPU
+    seed_everything(config.seed)  # the model's initial weights: the same on every rank
+    # Augmentations draw on the CPU, from a stream of their own on each rank.
+    augment_rng = torch.Generator().manual_seed(config.seed + 1 + rank)
     model, augment = build(config, images, augment_rng)
+    if config.sync_bn and world > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global BN (SimCLR's choice)
     # channels_last (NHWC) lets cuDNN pick tensor-core convolution kernels without transposes.
     model = model.to(dev, memory_format=torch.channels_last)
     augment = augment.to(dev)
-    shuffle_rng = torch.Generator().manual_seed(config.seed)
+    shuffle_rng = torch.Generator().manual_seed(config.seed)  # the same on every rank
     data = images.to(dev)  # the whole set lives on the device: batches are index slices, no workers
     if monitor is not None:
         monitor = tuple(t.to(dev) for t in monitor)
 
-    steps_per_epoch = len(data) // config.batch_size  # drop_last: every step sees a full batch
+    steps_per_epoch = len(data) // world // config.batch_size  # drop_last: full batches only
     optimizer = configure_optimizer(model, config)
+    for group in optimizer.param_groups:  # linear scaling rule: lr follows the global batch
+        group["lr"] = config.lr * world
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, steps_per_epoch))
     # fp16 needs loss scaling to keep small gradients representable; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
@@ -250,32 +301,43 @@ def train_simclr(
                 f"checkpoint {path} was written with a different config ({', '.join(differ)}): "
                 "use the same config to resume, or another checkpoint path to start afresh"
             )
+        if len(state["augment_rng"]) != world:
+            raise ValueError(
+                f"checkpoint {path} was written by {len(state['augment_rng'])} processes, this run "
+                f"has {world}: resume with the same number of processes"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         shuffle_rng.set_state(state["shuffle_rng"].cpu())
-        augment_rng.set_state(state["augment_rng"].cpu())
+        augment_rng.set_state(state["augment_rng"][rank].cpu())  # every rank its own stream
         history, start_epoch = state["history"], state["epoch"]
+
+    # DDP after loading: it broadcasts rank 0's weights, then all-reduces (averages) gradients.
+    step_model = model
+    if world > 1:
+        ids = [torch.cuda.current_device()] if dev.type == "cuda" else None  # set by setup()
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     for epoch in range(start_epoch, config.epochs):
         model.train()
         t0 = time.perf_counter()
         losses = []
         bar = tqdm(
-            batches(data, batch_size=config.batch_size, drop_last=True, generator=shuffle_rng),
+            _epoch_batches(data, config.batch_size, shuffle_rng),
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not config.progress,
+            disable=not (config.progress and distributed.is_main()),
             leave=False,
         )
-        for step, (x,) in enumerate(bar):
+        for step, x in enumerate(bar):
             # Two independent views of every image, augmented on the device in whole-batch ops.
             views = torch.cat([augment(x), augment(x)]).contiguous(
                 memory_format=torch.channels_last
             )
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-                _, z = model(views)  # one forward over 2B views: one launch, BatchNorm sees both
+                _, z = step_model(views)  # one forward over 2B views: BatchNorm sees both
             if not torch.isfinite(z).all():  # one device sync per step; nt_xent checks too
                 raise FloatingPointError(
                     f"SimCLR projections became non-finite at epoch {epoch + 1}, step {step + 1}, "
@@ -284,7 +346,8 @@ def train_simclr(
                     "precision='fp32', and start again: the checkpoint holds the last good epoch."
                 )
             z1, z2 = z.float().chunk(2)  # the loss in fp32: logsumexp over 2B-1 terms
-            loss = nt_xent(z1, z2, temperature=config.temperature)
+            # gather: negatives from every rank's views (identity on one process)
+            loss = nt_xent(z1, z2, temperature=config.temperature, gather=True)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -298,15 +361,16 @@ def train_simclr(
         seconds = time.perf_counter() - t0
         row = {
             "epoch": epoch + 1,
-            "loss": torch.stack(losses).mean().item(),
+            "loss": distributed.mean_over_ranks(torch.stack(losses).mean()).item(),
             "lr": scheduler.get_last_lr()[0],
             "seconds": seconds,
-            "images_per_s": steps_per_epoch * config.batch_size / seconds,
+            "images_per_s": steps_per_epoch * config.batch_size * world / seconds,
         }
-        if monitor is not None:
+        if monitor is not None and distributed.is_main():
             row["knn"] = knn_monitor(model, monitor, config.knn_k, config.knn_temperature)
         history.append(row)
-        if path is not None:
+        augment_states = _gather_states(augment_rng)  # every rank takes part
+        if path is not None and distributed.is_main():
             _save_atomic(
                 {
                     "epoch": epoch + 1,
@@ -316,11 +380,84 @@ def train_simclr(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "shuffle_rng": shuffle_rng.get_state(),
-                    "augment_rng": augment_rng.get_state(),
+                    "augment_rng": augment_states,  # one per rank
                     "history": history,
                 },
                 path,
             )
+        distributed.barrier()  # no rank moves on (or reads the file) before it is written
         if on_epoch is not None:
             on_epoch(history)
     return SimCLRRun(model, augment, history)
+
+
+def _config_parser() -> argparse.ArgumentParser:
+    """Command-line flags: every SimCLRConfig field (--batch-size for batch_size) plus the data."""
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.train",
+        description=(
+            "SimCLR pretraining. One process: python -m course_utils.train --dataset digits ...; "
+            "data-parallel: torchrun --nproc_per_node=N -m course_utils.train ... "
+            "(--batch-size is per process; lr is scaled by N)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--dataset", choices=IMAGE_SETS, default="cifar10", help="image set")
+    parser.add_argument(
+        "--history", default=None, help="write the per-epoch history here as JSON (rank 0)"
+    )
+    parser.add_argument(
+        "--knn", action=argparse.BooleanOptionalAction, default=True, help="kNN monitor each epoch"
+    )
+    defaults = SimCLRConfig()
+    for f in fields(SimCLRConfig):
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        help_text = f"SimCLRConfig.{f.name}"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        elif "tuple" in str(
+            f.type
+        ):  # crop_scale, jitter: a fixed count; mean, std: one per channel
+            count = "+" if "..." in str(f.type) else str(f.type).count("float")
+            parser.add_argument(flag, type=float, nargs=count, default=default, help=help_text)
+        else:
+            kind = int if "int" in str(f.type) else float if "float" in str(f.type) else str
+            choices = PRECISIONS if f.name == "precision" else None
+            parser.add_argument(flag, type=kind, default=default, choices=choices, help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train SimCLR from the command line, on one process or under torchrun."""
+    args = vars(_config_parser().parse_args(argv))
+    dataset, history_path, knn = args.pop("dataset"), args.pop("history"), args.pop("knn")
+    config = SimCLRConfig(**args)
+    distributed.setup()
+    try:
+        with distributed.main_first():  # rank 0 downloads into the cache, the others read it
+            train_x, train_y = load_images(dataset, "train")
+            test_x, test_y = load_images(dataset, "test") if knn else (None, None)
+        if distributed.is_main():
+            print(
+                f"SimCLR on {dataset}: {len(train_x)} images, {distributed.world_size()} "
+                f"process(es) x batch {config.batch_size}, device {device()}",
+                flush=True,
+            )
+
+        def report(history: list[dict[str, float]]) -> None:
+            if distributed.is_main():
+                print(json.dumps(history[-1]), flush=True)
+
+        monitor = (train_x, train_y, test_x, test_y) if knn else None
+        run = train_simclr(config, train_x, monitor=monitor, on_epoch=report)
+        if history_path is not None and distributed.is_main():
+            Path(history_path).write_text(json.dumps(run.history, indent=1))
+    finally:
+        distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -455,6 +455,27 @@ def test_bad_images_are_rejected(x: object, error: type, match: str) -> None:
         SimCLRAugment(8)(x)
 
 
+@pytest.mark.parametrize("jitter_p", [0.0, 1.0])
+def test_float_images_on_the_0_255_scale_are_rejected(jitter_p: float) -> None:
+    """They used to pass silently: with jitter every view was clamped to [0, 1] (27% of outputs
+    saturated on these images), without it values reached 255 (509 after the default 0.5/0.5)."""
+    x = images(8) * 255
+    aug = raw(16, jitter_p=jitter_p, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="float images x must have values in \\[0, 1\\].*255"):
+        aug(x)
+    with pytest.raises(ValueError, match="divide 0..255 images by 255, or pass them as uint8"):
+        aug.apply_params(x, aug.sample_params(8, 32, 32))
+
+
+def test_float_images_within_rounding_of_0_1_are_accepted() -> None:
+    """The tolerance is small: rounding just outside [0, 1] passes, 0..255 or -1..1 does not."""
+    x = images(4)
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = -1e-4, 1 + 1e-4
+    assert raw(8)(x).isfinite().all()
+    with pytest.raises(ValueError, match="got \\[-0.99"):
+        raw(8)(2 * images(4) - 1)
+
+
 def test_mean_std_must_fit_the_channels() -> None:
     aug = SimCLRAugment(8, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
     with pytest.raises(ValueError, match="mean has 3 values"):

@@ -208,6 +208,46 @@ def test_bad_input_ids(model, bad, error, match):
         perplexity(model, bad, context_length=4, stride=2)
 
 
+def _gpt2(n_positions: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=VOCAB, n_positions=n_positions, n_embd=32, n_layer=1, n_head=2)
+    return GPT2LMHeadModel(config).eval()
+
+
+def test_context_longer_than_gpt2_positions_is_a_clear_error(ids):
+    """GPT-2 with 16 positions: 16 tokens + BOS used to end in a bare IndexError."""
+    model = _gpt2(16)
+    assert math.isfinite(perplexity(model, ids, context_length=16, stride=8))  # 16 fit
+    assert math.isfinite(perplexity(model, ids, context_length=15, stride=8, bos_token_id=BOS))
+    with pytest.raises(ValueError, match=r"context_length \(16 \+ 1 for bos_token_id\)"):
+        perplexity(model, ids, context_length=16, stride=8, bos_token_id=BOS)
+    with pytest.raises(ValueError, match="context_length <= 16"):
+        perplexity(model, ids, context_length=17, stride=8)
+
+
+def test_context_longer_than_gpt_neox_positions_is_a_clear_error(tmp_path, ids):
+    """GPT-NeoX (rotary positions) used to run past its trained length without a word."""
+    model = tiny_causal_lm(tmp_path, vocab_size=VOCAB, hidden_size=32, max_positions=16)
+    with pytest.raises(ValueError, match="more positions than the model's 16"):
+        perplexity(model, ids, context_length=32, stride=8)
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -1])
+def test_out_of_vocabulary_ids_are_a_clear_error(tmp_path, ids, bad_id):
+    """An id outside the embedding table used to end in a bare IndexError."""
+    model = tiny_causal_lm(tmp_path, vocab_size=VOCAB, hidden_size=32, max_positions=64)
+    bad = ids.clone()
+    bad[20] = bad_id
+    with pytest.raises(
+        ValueError, match=f"input_ids holds the id {bad_id}, outside .* \\[0, {VOCAB}\\)"
+    ):
+        perplexity(model, bad, context_length=8, stride=4)
+    with pytest.raises(ValueError, match=f"bos_token_id holds the id {VOCAB}"):
+        perplexity(model, ids, context_length=8, stride=4, bos_token_id=VOCAB)
+
+
 @pytest.mark.parametrize("attention", ["bidirectional", "full"])
 def test_masked_model_rejected(ids, attention):
     torch.manual_seed(0)

@@ -233,6 +233,61 @@ def test_pll_rejects_bad_options(mlm):
         pseudo_log_likelihood(model, tokenizer, TEXTS, batch_size=0)
 
 
+def test_a_literal_sep_in_a_text_is_not_scored(mlm):
+    """A "[SEP]" typed in a text becomes the [SEP] token; it used to be scored like a word.
+
+    Reference: the naive loop with that position left out (minicons' choice), value for value.
+    """
+    model, tokenizer = mlm
+    text = "The return value [SEP] is None."
+    ids = tokenizer(text)["input_ids"]
+    literal = ids.index(tokenizer.sep_token_id)
+    assert 0 < literal < len(ids) - 1  # the tokenizer kept it as one special token mid-text
+    with torch.no_grad():
+        expected = 0.0
+        for t in range(1, len(ids) - 1):
+            if t == literal:
+                continue
+            masked = list(ids)
+            masked[t] = tokenizer.mask_token_id
+            logits = model(torch.tensor([masked])).logits[0, t]
+            expected += F.log_softmax(logits, dim=-1)[ids[t]].item()
+    got = pseudo_log_likelihood(model, tokenizer, [text])
+    torch.testing.assert_close(
+        got, torch.tensor([expected], dtype=torch.float64), rtol=0, atol=ATOL
+    )
+
+
+def test_pll_length_guard_counts_roberta_position_offset(mlm):
+    """RoBERTa numbers positions from pad_token_id + 1: a table of 17 rows allows 16 tokens.
+
+    A 17-token text used to pass the guard (17 <= max_position_embeddings) and fail inside the
+    model with a bare IndexError; 16 tokens must still be scored, as by the naive loop.
+    """
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    _, tokenizer = mlm
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=17,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = RobertaForMaskedLM(config).eval()
+    fits, too_long = " ".join(["a"] * 14), " ".join(["a"] * 15)  # + [CLS] and [SEP]
+    assert [len(tokenizer(t)["input_ids"]) for t in (fits, too_long)] == [16, 17]
+    got = pseudo_log_likelihood(model, tokenizer, [fits])
+    torch.testing.assert_close(
+        got, naive_pll(model, tokenizer, [fits], "original"), rtol=0, atol=ATOL
+    )
+    with pytest.raises(ValueError, match="texts\\[0\\] has 17 tokens, more than the model's 16"):
+        pseudo_log_likelihood(model, tokenizer, [too_long])
+
+
 def test_pll_rejects_a_tokenizer_without_mask_token(mlm):
     model, tokenizer = mlm
     no_mask = copy.deepcopy(tokenizer)

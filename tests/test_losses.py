@@ -173,6 +173,31 @@ def test_tiled_handles_large_logits_without_overflow():
     assert torch.isfinite(z1.grad).all() and torch.isfinite(z2.grad).all()
 
 
+@pytest.mark.parametrize("chunk_size", [7, 1000])
+@pytest.mark.parametrize("noise", [0.1, 0.3])
+def test_tiled_keeps_relative_precision_when_the_loss_is_small(chunk_size, noise):
+    """tau = 0.05, pairs close together: loss 6e-5 to 1e-4, a difference of two numbers ~1/tau.
+
+    Reference: the naive loop (value) and the dense loss's autograd (gradients), both in float64.
+    Combining lse and positive per row keeps the float32 tiled loss to ~4e-7 relative (it was
+    8e-3 when the two means were subtracted) and its gradients to ~1e-6 of their largest entry
+    (was 4.5e-4); the dense float32 loss is at 2.4e-4 and 4.5e-5 on these inputs.
+    """
+    tau = 0.05
+    z1 = _randn(48, 32, seed=40, dtype=torch.float64)
+    z2 = z1 + noise * _randn(48, 32, seed=41, dtype=torch.float64)
+    ref = naive_nt_xent(z1, z2, tau)
+    assert ref < 2e-4  # the regime this test is about
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ref_grads = torch.autograd.grad(nt_xent(a, b, temperature=tau), (a, b))
+    a, b = z1.float().requires_grad_(), z2.float().requires_grad_()
+    loss = nt_xent(a, b, temperature=tau, chunk_size=chunk_size)
+    assert abs(loss.item() - ref) <= 1e-5 * ref
+    scale = max(g.abs().max().item() for g in ref_grads)
+    for got, want in zip(torch.autograd.grad(loss, (a, b)), ref_grads, strict=True):
+        assert (got.double() - want).abs().max().item() <= 1e-5 * scale
+
+
 class _LargestTensor(TorchDispatchMode):
     """Records the largest number of elements any op produces."""
 
@@ -249,6 +274,28 @@ def test_an_all_zero_half_embedding_gives_a_finite_loss(dtype):
         torch.testing.assert_close(loss, loss_fn(z1.float(), z2.float()), rtol=1e-5, atol=1e-5)
         loss.backward()
         assert torch.isfinite(a.grad[1:]).all() and torch.isfinite(b.grad).all()
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+@pytest.mark.parametrize(
+    "loss_fn", [LOSSES[0], LOSSES[3], LOSSES[4]], ids=["info_nce", "dense", "tiled"]
+)
+def test_float32_embeddings_of_extreme_scale_give_the_unit_scale_loss(loss_fn, scale):
+    """Squares of entries above ~1e19 overflow float32 (below ~1e-23 they underflow): the loss was
+    log(2N - 1) with zero gradient (1e20), or computed on unnormalised rows (1e-30).
+
+    Reference: the same embeddings at scale 1; the loss ignores the scale and the gradient
+    scales by 1/scale (float32 rounding of the rescaling: 1e-5).
+    """
+    z1, z2 = _randn(8, 16, seed=32), _randn(8, 16, seed=33)
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    ref = loss_fn(a, b)
+    ref_grads = torch.autograd.grad(ref, (a, b))
+    a, b = (scale * z1).requires_grad_(), (scale * z2).requires_grad_()
+    loss = loss_fn(a, b)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(torch.autograd.grad(loss, (a, b)), ref_grads, strict=True):
+        torch.testing.assert_close(got * scale, want, rtol=1e-5, atol=1e-5)
 
 
 # ---- bad input -----------------------------------------------------------------------------------

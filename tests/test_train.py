@@ -1,12 +1,15 @@
 """SimCLR training loop: resume == uninterrupted run, schedule, non-finite message, bad inputs."""
 
+import json
 import math
 
 import pytest
 import torch
+import torch.distributed as dist
 
+from course_utils import train
 from course_utils.data import load_images
-from course_utils.train import SimCLRConfig, train_simclr
+from course_utils.train import SimCLRConfig, main, train_simclr
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +131,59 @@ def test_bad_images(digits) -> None:
         train_simclr(_config(batch_size=200), images)
     with pytest.raises(ValueError, match="monitor must be"):
         train_simclr(_config(), images, monitor=(images, labels))
+
+
+def test_a_process_group_of_one_gives_the_single_process_run(tmp_path, digits) -> None:
+    """torchrun --nproc_per_node=1: the DDP code path (gather, rank helpers) changes nothing."""
+    images, labels = digits
+    monitor = (images, labels, images[:32], labels[:32])
+    alone = train_simclr(_config(epochs=2), images, monitor=monitor)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        grouped = train_simclr(_config(epochs=2), images, monitor=monitor)
+    finally:
+        dist.destroy_process_group()
+    for key in ("loss", "lr", "knn"):
+        assert [r[key] for r in grouped.history] == [r[key] for r in alone.history]
+    for a, b in zip(
+        alone.model.state_dict().values(), grouped.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("world", [1, 3])
+def test_ranks_draw_disjoint_shards_of_one_permutation(monkeypatch, world) -> None:
+    data = torch.arange(100)
+    seen = []
+    for rank in range(world):
+        monkeypatch.setattr(train.distributed, "world_size", lambda: world)
+        monkeypatch.setattr(train.distributed, "rank", lambda r=rank: r)
+        generator = torch.Generator().manual_seed(0)  # the same state on every rank
+        seen.append(torch.cat(list(train._epoch_batches(data, 8, generator))))
+    everything = torch.cat(seen)
+    assert len(everything.unique()) == len(everything) == world * (100 // world // 8 * 8)
+    if world == 1:  # exactly the single-process order of data.batches
+        assert torch.equal(
+            everything, torch.randperm(100, generator=torch.Generator().manual_seed(0))[:96]
+        )
+
+
+def test_cli_help_lists_every_config_field(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name in SimCLRConfig.__dataclass_fields__:
+        assert "--" + name.replace("_", "-") in text, name
+
+
+def test_cli_trains_and_writes_history(tmp_path) -> None:
+    history = tmp_path / "h.json"
+    main(
+        ["--dataset", "digits", "--epochs", "1", "--batch-size", "256", "--width", "4",
+         "--proj-hidden", "16", "--proj-dim", "8", "--crop-scale", "0.5", "1.0", "--no-knn",
+         "--no-progress", "--history", str(history)]
+    )  # fmt: skip
+    rows = json.loads(history.read_text())
+    assert len(rows) == 1 and math.isfinite(rows[0]["loss"]) and "knn" not in rows[0]
