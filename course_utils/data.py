@@ -149,7 +149,7 @@ def _load_shapes(split: str, count: int, size: int, seed: int) -> tuple[torch.Te
     path = cache_dir() / f"shapes-v1-{split}-n{count}-s{size}-seed{seed}.npz"
     if not path.exists():
         images, labels = shapes.generate(split, count, size, seed)
-        part = path.with_name(path.name + ".part")
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")  # one per concurrent writer
         with open(part, "wb") as f:
             np.savez(f, images=images, labels=labels)
         os.replace(part, path)  # atomic: a concurrent reader never sees half a file
