@@ -70,6 +70,10 @@ def _unit_areas() -> np.ndarray:
 
 def generate(split: str, count: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` uint8 images (N, 3, size, size) and balanced int64 labels, a function of the args."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if min(count, size - 7, seed + 1) < 1:
+        raise ValueError(f"need count >= 1, size >= 8 and seed >= 0, got {count}, {size}, {seed}")
     rng = np.random.default_rng([seed, ("train", "test").index(split), size, count])
     n_classes = len(SHAPES)
     labels = rng.permutation(np.arange(count) % n_classes)

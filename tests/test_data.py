@@ -267,6 +267,12 @@ def test_shapes_colour_carries_no_label_but_shape_does() -> None:
 def test_shapes_bad_arguments(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         data.load_images(split="train", **kwargs)
+    from course_utils import shapes
+
+    with pytest.raises(ValueError, match="split must be"):
+        shapes.generate("val", 10, 16, 0)
+    with pytest.raises(ValueError, match="size >= 8"):
+        shapes.generate("train", 10, 4, 0)
 
 
 @pytest.mark.parametrize(("name", "split"), [("mnist", "train"), ("digits", "val")])
