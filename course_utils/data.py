@@ -1,4 +1,7 @@
-"""Course data: cached, checksummed downloads; image and text sets with offline twins."""
+"""Course data: cached, checksummed downloads; image and text sets with offline twins.
+
+The generated `shapes` set (see `course_utils.shapes`) is built on first use and cached.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ MIRRORS = {
 }
 """Other URLs serving the same file as a source URL, tried in order after it by `download`."""
 
-IMAGE_SETS = ("cifar10", "digits")
+IMAGE_SETS = ("cifar10", "shapes", "digits")
+SHAPES_COUNT = {"train": 5000, "test": 1000}  # default number of generated `shapes` images
 TEXT_SETS = ("tinyshakespeare", "pydoc")
 SPLITS = ("train", "test")
 OFFLINE_TWIN = {"cifar10": "digits", "tinyshakespeare": "pydoc"}
@@ -199,12 +203,51 @@ def _load_cifar10(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
+def _load_shapes(split: str, count: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from course_utils import shapes
+
+    path = cache_dir() / f"shapes-v1-{split}-n{count}-s{size}-seed{seed}.npz"
+    if not path.exists():
+        images, labels = shapes.generate(split, count, size, seed)
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")  # one per concurrent writer
+        with open(part, "wb") as f:
+            np.savez(f, images=images, labels=labels)
+        os.replace(part, path)  # atomic: a concurrent reader never sees half a file
+    with np.load(path) as stored:
+        return torch.from_numpy(stored["images"]), torch.from_numpy(stored["labels"])
+
+
+def _check_int(argument: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{argument} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{argument} must be >= {low}, got {value}")
+
+
 def load_images(
-    name: str, split: str = "train", *, offline_fallback: bool = False
+    name: str,
+    split: str = "train",
+    *,
+    offline_fallback: bool = False,
+    size: int | None = None,
+    count: int | None = None,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images as uint8 (N, C, H, W) and labels as int64 (N,): `cifar10` or `digits` (offline)."""
+    """Images as uint8 (N, C, H, W) and labels as int64 (N,): `cifar10`, or offline `shapes`, `digits`.
+
+    `size` (default 32), `count` (default 5000 train / 1000 test) and `seed` apply to `shapes` only.
+    """
     _check_choice("name", name, IMAGE_SETS)
     _check_choice("split", split, SPLITS)
+    if name == "shapes":
+        size = 32 if size is None else size
+        count = SHAPES_COUNT[split] if count is None else count
+        _check_int("size", size, 8)
+        _check_int("count", count, 1)
+        _check_int("seed", seed, 0)
+        return _load_shapes(split, count, size, seed)
+    if size is not None or count is not None or seed != 0:
+        raise ValueError(f"size, count and seed apply to 'shapes' only, not to {name!r}")
     if name == "digits":
         return _load_digits(split)
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -389,6 +390,90 @@ def train_simclr(
         if on_epoch is not None:
             on_epoch(history)
     return SimCLRRun(model, augment, history)
+
+
+# ---- the supervised baseline ---------------------------------------------------------------------
+
+
+@dataclass
+class SupervisedRun:
+    """What `train_supervised` returns: the classifier at its best validation accuracy, and history.
+
+    `model` is a `SimCLR` container whose head is a linear classifier: `model(x)` gives
+    (features, logits) and `model.normalize` prepares uint8 images, as for a SimCLR model.
+    """
+
+    model: SimCLR
+    history: list[dict[str, float]]
+
+    @torch.no_grad()
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """Accuracy of the classifier on uint8 `images`."""
+        head = nn.Sequential(self.model.encoder, self.model.head)
+        logits = extract_features(head, images, preprocess=self.model.normalize)
+        return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
+
+
+def train_supervised(
+    config: SimCLRConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    *,
+    lr: float = 1e-3,
+    eval_every: int = 25,
+    patience: int = 6,
+    max_steps: int = 3000,
+) -> SupervisedRun:
+    """Train config's ResNet from scratch with cross-entropy on its augmentations; early stopping.
+
+    Every `eval_every` steps the validation accuracy is measured; training stops after `patience`
+    evaluations without improvement and the weights of the best evaluation are returned.
+    """
+    _check_images("images", images)
+    _check_images("val_images", val_images)
+    for name, value in (
+        ("eval_every", eval_every),
+        ("patience", patience),
+        ("max_steps", max_steps),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    dev = device()
+    seed_everything(config.seed)
+    model, augment = build(config, images, torch.Generator().manual_seed(config.seed + 1))
+    num_classes = int(max(labels.max(), val_labels.max())) + 1
+    model.head = nn.Linear(model.encoder.feature_dim, num_classes)
+    model, augment = model.to(dev), augment.to(dev)
+    x, y = images.to(dev), labels.to(dev)
+    run = SupervisedRun(model, [])
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    shuffle_rng = torch.Generator().manual_seed(config.seed)
+    best, best_state, waited, step = -1.0, None, 0, 0
+    while step < max_steps and waited < patience:
+        model.train()
+        for xb, yb in batches(
+            x, y, batch_size=min(config.batch_size, len(x)), generator=shuffle_rng
+        ):
+            loss = F.cross_entropy(model.head(model.encoder(augment(xb))), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % eval_every == 0 or step == max_steps:
+                val = run.accuracy(val_images, val_labels)
+                run.history.append({"step": step, "loss": loss.item(), "val_accuracy": val})
+                if val > best:
+                    best, waited = val, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    waited += 1
+                model.train()
+                if waited >= patience or step == max_steps:
+                    break
+    model.load_state_dict(best_state)
+    return run
 
 
 def _config_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,10 @@
-"""course_utils.data: checksummed cached downloads and the offline data sets."""
+"""course_utils.data: checksummed cached downloads and the offline data sets (`shapes` included)."""
 
 import hashlib
 import urllib.error
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,8 +140,6 @@ def test_cifar10_reads_a_local_archive(tmp_path: Path, monkeypatch) -> None:
     import pickle
     import tarfile
 
-    import numpy as np
-
     archive = tmp_path / "cifar.tar.gz"
     rng = np.random.default_rng(0)
     with tarfile.open(archive, "w:gz") as tar:
@@ -175,6 +174,107 @@ def test_tinyshakespeare_offline(monkeypatch) -> None:
         data.load_text("tinyshakespeare")
     with pytest.warns(UserWarning, match="pydoc"):
         assert "lambda" in data.load_text("tinyshakespeare", offline_fallback=True)
+
+
+def test_shapes_are_deterministic_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    from course_utils import shapes
+
+    x, y = data.load_images("shapes", "train", size=16, count=60)
+    fresh_x, fresh_y = shapes.generate("train", 60, 16, 0)  # the generator itself, no cache
+    assert torch.equal(x, torch.from_numpy(fresh_x)) and torch.equal(y, torch.from_numpy(fresh_y))
+    monkeypatch.setattr(shapes, "generate", lambda *a: pytest.fail("regenerated a cached set"))
+    again_x, again_y = data.load_images("shapes", "train", size=16, count=60)
+    assert torch.equal(again_x, x) and torch.equal(again_y, y)
+
+
+def test_shapes_seed_and_split_change_the_images() -> None:
+    x, _ = data.load_images("shapes", "train", size=16, count=50)
+    other_seed, _ = data.load_images("shapes", "train", size=16, count=50, seed=1)
+    test, _ = data.load_images("shapes", "test", size=16, count=50)
+    assert not torch.equal(x, other_seed) and not torch.equal(x, test)
+    train_rows = {bytes(t.flatten().tolist()) for t in x}
+    assert not any(bytes(t.flatten().tolist()) in train_rows for t in test)
+
+
+@pytest.mark.parametrize(("split", "size", "count"), [("train", 32, 1000), ("test", 16, 205)])
+def test_shapes_contract_and_class_balance(split: str, size: int, count: int) -> None:
+    from course_utils.shapes import SHAPES
+
+    x, y = data.load_images("shapes", split, size=size, count=count)
+    assert x.dtype == torch.uint8 and x.shape == (count, 3, size, size)
+    assert y.dtype == torch.int64 and y.shape == (count,)
+    per_class = torch.bincount(y, minlength=len(SHAPES))
+    assert len(per_class) == len(SHAPES) and per_class.max() - per_class.min() <= 1, per_class
+    assert x.float().std() > 40, "colourful images, not a constant"
+
+
+def test_shapes_default_size_and_counts() -> None:
+    x, _ = data.load_images("shapes", "test")
+    assert x.shape == (data.SHAPES_COUNT["test"], 3, 32, 32)
+
+
+def _colour_features(x: torch.Tensor) -> np.ndarray:
+    """Per-channel 8-bin histograms, means and standard deviations of uint8 images."""
+
+    pixels = x.flatten(2).numpy()
+    hist = np.stack(
+        [np.apply_along_axis(np.bincount, 1, pixels[:, c] // 32, minlength=8) for c in range(3)], 1
+    )
+    moments = np.concatenate([pixels.mean(2), pixels.std(2)], 1)
+    return np.concatenate([hist.reshape(len(x), -1) / pixels.shape[2], moments / 255], 1)
+
+
+def _centred_shape_mask(x: torch.Tensor) -> np.ndarray:
+    """A shape-aware view: pixels far in luma from the image's median (the background), centred."""
+
+    luma = (x.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1).numpy()
+    far = np.abs(luma - np.median(luma, axis=(1, 2), keepdims=True)) > 0.125 * 255
+    size = x.shape[-1]
+    out = np.zeros_like(far)
+    grid = np.arange(size)
+    for i, m in enumerate(far):
+        w = m.sum() or 1
+        cy, cx = round((m.sum(1) @ grid) / w), round((m.sum(0) @ grid) / w)
+        out[i] = np.roll(m, (size // 2 - cy, size // 2 - cx), axis=(0, 1))
+    return out.reshape(len(x), -1).astype(np.float32)
+
+
+def test_shapes_colour_carries_no_label_but_shape_does() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    train_x, train_y = data.load_images("shapes", "train", size=32, count=2000)
+    test_x, test_y = data.load_images("shapes", "test", size=32, count=1000)
+    chance = 0.1
+    # Colour histograms and moments, the shortcut that matches two crops of one image: with 1000
+    # test images chance-level accuracy has a standard deviation of 0.01, so 0.15 is 5 sigma.
+    colour = LogisticRegression(max_iter=2000).fit(_colour_features(train_x), train_y.numpy())
+    colour_acc = colour.score(_colour_features(test_x), test_y.numpy())
+    assert colour_acc < chance + 0.05, f"colour statistics predict the class ({colour_acc:.3f})"
+    # The same classifier on the centred silhouette (colour removed) learns the class.
+    shape = LogisticRegression(C=0.1, max_iter=2000)
+    shape.fit(_centred_shape_mask(train_x), train_y.numpy())
+    shape_acc = shape.score(_centred_shape_mask(test_x), test_y.numpy())
+    assert shape_acc > chance + 0.4, f"the silhouette should give the class ({shape_acc:.3f})"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(name="digits", size=16), ValueError, "'shapes' only"),
+        (dict(name="shapes", size=4), ValueError, "size must be >= 8"),
+        (dict(name="shapes", count=0), ValueError, "count must be >= 1"),
+        (dict(name="shapes", size=16.0), TypeError, "size must be an int"),
+    ],
+)
+def test_shapes_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        data.load_images(split="train", **kwargs)
+    from course_utils import shapes
+
+    with pytest.raises(ValueError, match="split must be"):
+        shapes.generate("val", 10, 16, 0)
+    with pytest.raises(ValueError, match="size >= 8"):
+        shapes.generate("train", 10, 4, 0)
 
 
 @pytest.mark.parametrize(("name", "split"), [("mnist", "train"), ("digits", "val")])
