@@ -68,8 +68,8 @@ def _serve() -> Iterator[Server]:
             if state.drops:  # send part of the body, then drop the connection
                 body = body[: state.drops.pop(0)]
                 self.close_connection = True
+            state.bytes_sent += len(body)  # before writing: the client may finish first
             self.wfile.write(body)
-            state.bytes_sent += len(body)
 
         def log_message(self, *args) -> None:
             pass
