@@ -178,7 +178,9 @@ def grade_entry(
     if student is None:  # feedback/collisions/<file name>.txt: file names are unique
         sid = unicodedata.normalize("NFC", Path(name).stem)
         why = f"student id {sid!r} is shared with another file (rename one)"
-        return Outcome(name, sid, f"error: {why}", [], [why], feedback_name=f"collisions/{name}.txt")
+        return Outcome(
+            name, sid, f"error: {why}", [], [why], feedback_name=f"collisions/{name}.txt"
+        )
     sid = student
     try:
         data, why = read_entry(folder, name)
@@ -191,7 +193,9 @@ def grade_entry(
         with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch:
             os.chmod(scratch, 0o700)
             v = grader.grade(cells, scratch)
-        return Outcome(name, sid, v.status, v.scores, v.feedback, time.perf_counter() - start, v.log)
+        return Outcome(
+            name, sid, v.status, v.scores, v.feedback, time.perf_counter() - start, v.log
+        )
     except Exception as e:
         return Outcome(name, sid, f"error: grader failed ({type(e).__name__})", feedback=[str(e)[:500]])  # fmt: skip
 

@@ -48,7 +48,11 @@ class Server:
             if ref["name"] not in self.namespace:
                 raise NameError(f"name {ref['name']!r} is not defined")
             return self.namespace[ref["name"]]
-        if isinstance(ref, dict) and type(ref.get("handle")) is int and ref["handle"] in self.handles:
+        if (
+            isinstance(ref, dict)
+            and type(ref.get("handle")) is int
+            and ref["handle"] in self.handles
+        ):
             return self.handles[ref["handle"]]
         raise wire.WireError(f"unknown reference {str(ref)[:80]}")
 

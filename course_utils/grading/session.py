@@ -191,6 +191,8 @@ class Session:
             kind = str(error.get("type", "Exception"))[:80] if isinstance(error, dict) else "?"
             message = str(error.get("message", ""))[:500] if isinstance(error, dict) else ""
             raise BUILTIN_ERRORS.get(kind, SandboxError)(f"{kind}: {message}" if message else kind)
+        if "value" not in answer:
+            raise self._fail("broke the protocol")
         try:
             decoder = wire.Decoder(blob, self._remote, set_grad=False)
             value = decoder.decode(answer.get("value"))

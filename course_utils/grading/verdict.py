@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from course_utils.grading import isolation
-from course_utils.grading.session import Session, SandboxGone
+from course_utils.grading.session import SandboxGone, Session
 
 SEED_CALLS = {"manual_seed", "default_rng", "seed", "RandomState"}
 TEST_CASE_HEADER = re.compile(r"^❌ Test case failed\nError at line \d+ in test [^\n]*:\n[^\n]*\n")

@@ -16,7 +16,8 @@ import math
 import os
 import struct
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MAX_HEADER_BYTES = 16 * 2**20
 MAX_BLOB_BYTES = 256 * 2**20
