@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
 from course_utils.grading import generate as gen  # noqa: E402
-from course_utils.grading import grade, verdict  # noqa: E402
+from course_utils.grading import grade, isolation, verdict  # noqa: E402
 from course_utils.grading.visible import VISIBLE_DIR, load_visible_tests, visible_tests  # noqa: E402
 
 MASTERS = gen.masters()
@@ -33,6 +33,8 @@ NAMES = [m.stem for m in MASTERS]
 # other jobs). Graded two at a time, the loop's minute overlaps the other notebooks.
 LOOP_TIMEOUT_S = 60
 SEED = 2026  # the secret shift of the tests' seeds (fixed here: the same CSV on every run)
+# Without bubblewrap these tests still check grading (unisolated); the red-team suite fails instead.
+UNSAFE = isolation.bubblewrap()[0] is None
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +306,14 @@ def submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _grade(submissions: Path, regenerated: dict[str, gen.Generated], out: Path) -> list[dict]:
     bundle = regenerated["ex1_infonce"].autograder
     grade.grade_folder(
-        "ex1_infonce", submissions, out, bundle=bundle, timeout=LOOP_TIMEOUT_S, jobs=2, seed=SEED
+        "ex1_infonce",
+        submissions,
+        out,
+        bundle=bundle,
+        timeout=LOOP_TIMEOUT_S,
+        jobs=2,
+        seed=SEED,
+        unsafe_no_isolation=UNSAFE,
     )
     with open(out / "grades.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -427,14 +436,16 @@ def test_a_failing_grader_still_gives_the_file_a_row(
     regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "x.ipynb").write_text("{}")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "in" / "x.ipynb")
 
     def broken(*args: object) -> None:
         raise ZeroDivisionError("grader bug")
 
     monkeypatch.setattr(verdict.Grader, "grade", broken)
     bundle = regenerated["ex1_infonce"].autograder
-    (outcome,) = grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)
+    (outcome,) = grade.grade_folder(
+        "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=UNSAFE
+    )
     assert (outcome.file, outcome.status) == ("x.ipynb", "error: grader failed (ZeroDivisionError)")
     assert "x,x.ipynb,0,0,0,0,0,error" in (tmp_path / "out" / "grades.csv").read_text()
 

@@ -237,6 +237,11 @@ class Session:
 
     def close(self) -> None:
         """Kill the sandbox's whole process tree and close the pipes (idempotent)."""
+        if self.gone == "crashed":  # it closed the pipe: let it finish exiting to see its code
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
