@@ -33,6 +33,7 @@ ETC_FILES = (
     "fonts", "alternatives",
 )  # fmt: skip
 TMPFS_BYTES = 512 * 2**20
+NOBODY = 65534
 UNSAFE_RISKS = """\
 WARNING: grading WITHOUT isolation (--unsafe-no-isolation). Each submission still runs in its own
 process with a clean environment, resource limits and a timeout, and verdicts are still computed
@@ -53,16 +54,25 @@ class Limits:
     open_files: int = 1024
 
     def apply(self) -> None:
-        """Set these limits on the current process (run in the child before exec)."""
+        """Set these limits, but the process limit, on the current process (in the child, before exec).
+
+        The process limit is set by the sandbox itself, inside its user namespace, where it counts
+        only the sandbox's processes (`limit_processes`).
+        """
         for kind, value in (
             (resource.RLIMIT_AS, self.address_space_bytes),
-            (resource.RLIMIT_NPROC, self.processes),
             (resource.RLIMIT_FSIZE, self.file_bytes),
             (resource.RLIMIT_CPU, self.cpu_seconds),
             (resource.RLIMIT_NOFILE, self.open_files),
             (resource.RLIMIT_CORE, 0),
         ):
             resource.setrlimit(kind, (value, value))
+
+
+def limit_processes(count: int) -> None:
+    """Allow this process tree at most `count` processes (0: no limit)."""
+    if count > 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (count, count))
 
 
 def sandbox_env(profile: str) -> dict[str, str]:
@@ -72,6 +82,7 @@ def sandbox_env(profile: str) -> dict[str, str]:
         "HOME": SANDBOX_HOME,
         "PYTHONPATH": SANDBOX_PACKAGE_ROOT,
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",  # the log keeps what was printed before a kill
         "PYTHONNOUSERSITE": "1",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": "/tmp/matplotlib",
@@ -98,26 +109,54 @@ def _python_dirs() -> list[str]:
     return sorted(found)
 
 
-def bwrap_command(bwrap: str) -> list[str]:
+@dataclass
+class Launch:
+    """How to start one sandbox: the command and extra Popen arguments."""
+
+    command: list[str]
+    popen: dict
+
+
+def _others_can_read(path: str) -> bool:
+    """Whether a user with no special rights can reach `path` (x on every parent, r on it)."""
+    p = Path(path).resolve()
+    if not os.stat(p).st_mode & 0o004:
+        return False
+    return all(os.stat(parent).st_mode & 0o001 for parent in p.parents)
+
+
+def _bind_sources() -> list[tuple[str, str]]:
+    """(source, destination) of every read-only mount of a sandbox."""
+    binds = [(d, d) for d in SYSTEM_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    binds += [(f"/etc/{n}", f"/etc/{n}") for n in ETC_FILES if os.path.exists(f"/etc/{n}")]
+    binds += [(d, d) for d in _python_dirs()]
+    return [*binds, (str(PACKAGE_DIR), f"{SANDBOX_PACKAGE_ROOT}/course_utils")]
+
+
+@lru_cache(maxsize=1)
+def run_as_nobody() -> bool:
+    """Whether bubblewrap should run as uid 65534: when we are root and nobody can read the mounts.
+
+    The sandbox's user is mapped to the user running bubblewrap. Mapped to root, it would own root's
+    files and the kernel would exempt it from the process limit; so, run as root, `course-grade`
+    starts bubblewrap as `nobody` whenever everything the sandbox mounts is readable by others.
+    """
+    return os.geteuid() == 0 and all(_others_can_read(s) for s, _ in _bind_sources())
+
+
+def bwrap_launch(bwrap: str) -> Launch:
     """The bubblewrap command line (up to the program) for one sandbox."""
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
-    cmd += ["--uid", "65534", "--gid", "65534", "--hostname", "sandbox"]
-    for d in SYSTEM_DIRS:
-        if os.path.islink(d):
-            cmd += ["--symlink", os.readlink(d), d]
-        elif os.path.isdir(d):
-            cmd += ["--ro-bind", d, d]
-    for name in ETC_FILES:
-        if os.path.exists(f"/etc/{name}"):
-            cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    for d in _python_dirs():
-        cmd += ["--ro-bind", d, d]
-    cmd += ["--ro-bind", str(PACKAGE_DIR), f"{SANDBOX_PACKAGE_ROOT}/course_utils"]
+    cmd += ["--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox"]
+    cmd += [a for d in SYSTEM_DIRS if os.path.islink(d) for a in ("--symlink", os.readlink(d), d)]
+    for source, dest in _bind_sources():
+        cmd += ["--ro-bind", source, dest]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     for d in ("/tmp", SANDBOX_HOME):
         cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", d]
-    cmd += ["--chdir", SANDBOX_HOME]
-    return cmd
+    cmd += ["--remount-ro", "/", "--chdir", SANDBOX_HOME]
+    popen = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if run_as_nobody() else {}
+    return Launch(cmd, popen)
 
 
 @lru_cache(maxsize=1)
@@ -126,9 +165,12 @@ def bubblewrap() -> tuple[str | None, str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return None, "bubblewrap (`bwrap`) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"  # fmt: skip
-    probe = [*bwrap_command(bwrap), sys.executable, "-c", "import course_utils.grading.wire"]
+    launch = bwrap_launch(bwrap)
+    probe = [*launch.command, sys.executable, "-c", "import course_utils.grading.wire"]
     try:
-        run = subprocess.run(probe, capture_output=True, timeout=60, env=sandbox_env("ci"))
+        run = subprocess.run(
+            probe, capture_output=True, timeout=60, env=sandbox_env("ci"), **launch.popen
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"bwrap failed to start: {e}"
     if run.returncode != 0:
@@ -137,12 +179,15 @@ def bubblewrap() -> tuple[str | None, str]:
     return bwrap, "bubblewrap: own user, mount, PID, network, IPC namespaces; read-only system"
 
 
-def sandbox_command(isolated: bool, in_fd: int, out_fd: int) -> list[str]:
-    """The command that starts a sandbox serving on the pipe file descriptors `in_fd`, `out_fd`."""
+def sandbox_launch(isolated: bool, in_fd: int, out_fd: int) -> Launch:
+    """How to start a sandbox serving on the pipe file descriptors `in_fd`, `out_fd`."""
     program = [sys.executable, "-m", "course_utils.grading.sandbox", str(in_fd), str(out_fd)]
-    if not isolated:
-        return program
+    if not isolated:  # no user namespace: a process limit would count all of your processes
+        return Launch([*program, "0"], {"pass_fds": (in_fd, out_fd)})
     bwrap, why = bubblewrap()
     if bwrap is None:
         raise RuntimeError(why)
-    return [*bwrap_command(bwrap), *program]
+    launch = bwrap_launch(bwrap)
+    launch.command += [*program, str(Limits().processes)]
+    launch.popen["pass_fds"] = (in_fd, out_fd)
+    return launch

@@ -1,6 +1,6 @@
 """The untrusted side of grading: run a submission's cells, then answer requests about its names.
 
-`course-grade` starts `python -m course_utils.grading.sandbox IN_FD OUT_FD` inside the isolation
+`course-grade` starts `python -m course_utils.grading.sandbox IN_FD OUT_FD MAX_PROCESSES` inside the isolation
 (see `isolation`), sends the notebook's code cells as the first request, and this process runs them
 in an IPython shell (magics work; a cell that raises is noted and the next one runs, as with otter's
 `allow_errors`). It then answers, until the pipe closes, requests of three kinds:
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from typing import Any
 
-from course_utils.grading import wire
+from course_utils.grading import isolation, wire
 
 CELL_NAME = re.compile(r"<ipython-input-[^>]*>")  # holds a random hash: keep feedback stable
 MAX_HANDLES = 10_000
@@ -145,7 +146,9 @@ def run_cells(cells: list[str]) -> tuple[dict[str, Any], list[str]]:
 
 def main() -> None:
     """Entry point: read the cells from the pipe, run them, report, then serve requests."""
-    in_fd, out_fd = int(sys.argv[1]), int(sys.argv[2])
+    in_fd, out_fd, processes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    isolation.limit_processes(processes)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the size limit: an error, not death
     request, _ = wire.read_frame(in_fd)
     cells = request.get("cells")
     if not (isinstance(cells, list) and all(type(c) is str for c in cells)):

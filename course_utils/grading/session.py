@@ -1,6 +1,6 @@
 """The trusted side of the sandbox pipe: start a submission's sandbox and talk to it in plain data.
 
-`Session` starts the sandbox (`isolation.sandbox_command`), sends the notebook's code cells, waits for
+`Session` starts the sandbox (`isolation.sandbox_launch`), sends the notebook's code cells, waits for
 them to finish, and then stands in for the notebook's names: `lookup(name)` returns the name's value
 when it is plain data (a number, a tensor, a dict of those...) rebuilt here by `wire`, or a `Remote`
 standing for it. Calling a `Remote` sends the call to the sandbox; passing one as an argument
@@ -97,16 +97,17 @@ class Session:
             env["MPLCONFIGDIR"] = os.path.join(scratch, ".matplotlib")
             cwd = scratch
         try:
+            launch = isolation.sandbox_launch(isolated, to_child, from_child)
             self.proc = subprocess.Popen(
-                isolation.sandbox_command(isolated, to_child, from_child),
+                launch.command,
                 stdin=subprocess.DEVNULL,
                 stdout=log_w,
                 stderr=log_w,
-                pass_fds=(to_child, from_child),
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
                 preexec_fn=limits.apply,
+                **launch.popen,
             )
         finally:
             for fd in (to_child, from_child, log_w):
@@ -236,8 +237,12 @@ class Session:
         return value
 
     def close(self) -> None:
-        """Kill the sandbox's whole process tree and close the pipes (idempotent)."""
-        if self.gone == "crashed":  # it closed the pipe: let it finish exiting to see its code
+        """Close the pipes, give the sandbox a moment to exit, then kill its whole process tree."""
+        for fd in (self._in, self._out):
+            if fd >= 0:
+                os.close(fd)
+        self._in = self._out = -1
+        if self.gone != "timeout":  # it exits on end of input (or has exited): keep its exit code
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -248,12 +253,6 @@ class Session:
             except ProcessLookupError:
                 pass
         self.proc.wait()
-        for fd in (self._in, self._out):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._in = self._out = -1
         self._reader.join(timeout=5)
 
 
