@@ -108,8 +108,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def printable(text: str) -> str:
+    """`text` as valid UTF-8 (a file name that is not becomes U+FFFD where it breaks)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def safe_cell(text: str) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
+    text = printable(text)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
@@ -147,9 +153,9 @@ class Bookkeeper:
         with self._lock:
             path = self.out / "feedback" / o.feedback_name
             path.parent.mkdir(exist_ok=True)
-            path.write_text("\n".join(header + o.feedback) + "\n")
+            path.write_text(printable("\n".join(header + o.feedback) + "\n"))
             if o.log:
-                (self.out / "logs" / o.feedback_name).write_text(o.log)
+                (self.out / "logs" / o.feedback_name).write_text(printable(o.log))
             with open(self.partial, "a", newline="") as f:
                 csv.writer(f, lineterminator="\n").writerow(row)
                 f.flush()
@@ -229,6 +235,8 @@ def grade_folder(
         )
     if bwrap is None:
         print(isolation.UNSAFE_RISKS, file=sys.stderr)
+    elif os.geteuid() == 0 and not isolation.run_as_nobody():
+        print(isolation.ROOT_NOTE, file=sys.stderr)
     bundle_bytes = bundle.read_bytes()
     bundle_hash = digest(bundle_bytes)
     sources = verdict.read_test_sources(bundle)

@@ -43,6 +43,12 @@ use the network, and leave processes running after grading. Use this only for su
 or inside a throwaway VM or container."""
 
 
+ROOT_NOTE = """\
+NOTE: grading as root with a Python that other users cannot read: the sandboxes' user is mapped to
+root outside its namespace, which the kernel exempts from the process limit (a fork bomb then runs
+until the time limit, inside its own PID namespace). Run course-grade as an unprivileged user."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits of one sandbox process tree."""
