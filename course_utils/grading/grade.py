@@ -185,7 +185,7 @@ def grade_entry(
         sid = unicodedata.normalize("NFC", Path(name).stem)
         why = f"student id {sid!r} is shared with another file (rename one)"
         return Outcome(
-            name, sid, f"error: {why}", [], [why], feedback_name=f"collisions/{name}.txt"
+            name, sid, f"error: {why}", {}, [why], feedback_name=f"collisions/{name}.txt"
         )
     sid = student
     try:
