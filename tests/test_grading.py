@@ -248,9 +248,11 @@ SUBMISSIONS = {
         (3, 2, 3, 3),
         "ok",
     ),
+    # the patches only change the sandbox: q1 earns what `return torch.tensor(0.0)` earns (a finite
+    # scalar, no library call), nothing more
     "patches_tests.ipynb": (
         lambda: _answer(_with_cell(_blank(), PATCH_MACHINERY), "info_nce_scratch", PATCH_AT_CALL),
-        (0, 0, 0, 0),
+        (1, 0, 0, 0),
         "ok",
     ),
     "not_json.ipynb": ("this is not JSON {", (0, 0, 0, 0), "unreadable"),
@@ -327,9 +329,14 @@ def graded(submissions: Path, regenerated: dict[str, gen.Generated], tmp_path_fa
     return before, _grade(submissions, regenerated, out), out
 
 
+def _csv(file: str) -> str:
+    """How a file name appears in the CSV (formula-like cells get a leading quote)."""
+    return "'" + file if file.startswith(grade.FORMULA_PREFIXES) else file
+
+
 def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
     _, rows, _ = graded
-    assert sorted(r["file"] for r in rows) == sorted([*SUBMISSIONS, *SPECIAL])
+    assert sorted(r["file"] for r in rows) == sorted(_csv(f) for f in [*SUBMISSIONS, *SPECIAL])
     assert [r["file"] for r in rows] == sorted(r["file"] for r in rows), "rows sorted by file"
     assert list(rows[0]) == ["student", "file", "q1", "q2a", "q3b", "q4", "total", "status"]
 
@@ -337,7 +344,7 @@ def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
 @pytest.mark.parametrize("file", sorted(SUBMISSIONS))
 def test_row(file: str, graded: tuple) -> None:
     _, rows, out = graded
-    (row,) = [r for r in rows if r["file"] == file]
+    (row,) = [r for r in rows if r["file"] == _csv(file)]
     _, scores, status = SUBMISSIONS[file]
     assert re.match(status, row["status"]), row
     got = tuple(float(row[q]) for q in ("q1", "q2a", "q3b", "q4"))
