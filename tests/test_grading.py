@@ -467,3 +467,25 @@ def test_visible_tests_are_materialised_for_grader_check(name: str) -> None:
 def test_unknown_exercise_is_rejected() -> None:
     with pytest.raises(ValueError, match="ex1_infonce"):
         visible_tests("ex9_missing")
+
+
+def test_a_changed_bundle_stops_grading(
+    regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(regenerated["ex1_infonce"].autograder.read_bytes())
+    (tmp_path / "in").mkdir()
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / "in" / name)
+
+    def rewrites_the_bundle(self: verdict.Grader, cells: list, scratch: str) -> verdict.Verdict:
+        with open(bundle, "ab") as f:  # what a submission outside isolation could do
+            f.write(b"tampered")
+        return verdict.Verdict("ok")
+
+    monkeypatch.setattr(verdict.Grader, "grade", rewrites_the_bundle)
+    a, b = grade.grade_folder(
+        "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=UNSAFE
+    )
+    assert a.status == "ok"
+    assert b.status == "error: grader failed (RuntimeError)" and "changed" in b.feedback[0]
