@@ -87,6 +87,7 @@ class Session:
         self.cells = cells
         self.deadline = float("inf")
         self.gone: str | None = None
+        self._last_grad_tensors: list[Any] = []  # tensors of the last answer marked "grad"
         to_child, self._out = os.pipe()
         self._in, from_child = os.pipe()
         log_r, log_w = os.pipe()
