@@ -489,3 +489,19 @@ def test_a_changed_bundle_stops_grading(
     )
     assert a.status == "ok"
     assert b.status == "error: grader failed (RuntimeError)" and "changed" in b.feedback[0]
+
+
+def test_without_isolation_it_refuses_unless_told(
+    regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(isolation, "bubblewrap", lambda: (None, "no bwrap in this test"))
+    (tmp_path / "in").mkdir()
+    nbformat.write(_solved("ex1_infonce"), tmp_path / "in" / "alice.ipynb")
+    bundle = regenerated["ex1_infonce"].autograder
+    with pytest.raises(ValueError, match="no bwrap in this test.*--unsafe-no-isolation"):
+        grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)
+    (alice,) = grade.grade_folder(
+        "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=True
+    )
+    assert alice.status == "ok" and sum(alice.scores.values()) == 11, alice.feedback
+    assert "WITHOUT isolation" in capsys.readouterr().err
