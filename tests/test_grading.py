@@ -409,7 +409,7 @@ def test_master_scores_full_marks(
         name, tmp_path / "in", tmp_path / "out", bundle=bundle, seed=SEED
     )
     assert outcome.status == "ok", outcome.feedback
-    expected = verdict.questions(verdict.read_test_sources(bundle))
+    expected = grade.questions(bundle)
     assert outcome.scores == expected, outcome.feedback
 
 

@@ -240,7 +240,7 @@ def grade_folder(
     bundle_bytes = bundle.read_bytes()
     bundle_hash = digest(bundle_bytes)
     sources = verdict.read_test_sources(bundle)
-    points = verdict.questions(sources)
+    points = verdict.questions(sources)  # the bundle is read once; its hash is checked later
     secret = secrets.randbelow(2**31 - 1) + 1 if seed is None else seed
 
     def check_bundle() -> None:
@@ -270,6 +270,11 @@ def grade_folder(
             outcomes.append(outcome)
     books.finish()
     return outcomes
+
+
+def questions(bundle: Path) -> dict[str, float]:
+    """Question name -> points of the autograded questions in an autograder bundle."""
+    return verdict.questions(verdict.read_test_sources(bundle))
 
 
 def summary(outcomes: list[Outcome], points: dict[str, float]) -> str:
@@ -321,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     bundle = args.autograder or AUTOGRADER_DIR / f"{args.exercise}.zip"
-    print(summary(outcomes, verdict.questions(verdict.read_test_sources(bundle))))
+    print(summary(outcomes, questions(bundle)))
     print(f"wrote {args.out / 'grades.csv'} and {args.out / 'feedback'}/")
     return 0
 
