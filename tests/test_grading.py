@@ -11,7 +11,9 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import os
 import re
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pytest
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
 from course_utils.grading import generate as gen  # noqa: E402
-from course_utils.grading import grade  # noqa: E402
+from course_utils.grading import grade, isolation, verdict  # noqa: E402
 from course_utils.grading.visible import VISIBLE_DIR, load_visible_tests, visible_tests  # noqa: E402
 
 MASTERS = gen.masters()
@@ -30,6 +32,9 @@ NAMES = [m.stem for m in MASTERS]
 # well under it (ex1 grades in ~8 s on 2 idle cores, up to ~45 s on this 2-core machine shared with
 # other jobs). Graded two at a time, the loop's minute overlaps the other notebooks.
 LOOP_TIMEOUT_S = 60
+SEED = 2026  # the secret shift of the tests' seeds (fixed here: the same CSV on every run)
+# Without bubblewrap these tests still check grading (unisolated); the red-team suite fails instead.
+UNSAFE = isolation.bubblewrap()[0] is None
 
 
 @pytest.fixture(scope="module")
@@ -243,9 +248,11 @@ SUBMISSIONS = {
         (3, 2, 3, 3),
         "ok",
     ),
+    # the patches only change the sandbox: q1 earns what `return torch.tensor(0.0)` earns (a finite
+    # scalar, no library call), nothing more
     "patches_tests.ipynb": (
         lambda: _answer(_with_cell(_blank(), PATCH_MACHINERY), "info_nce_scratch", PATCH_AT_CALL),
-        (0, 0, 0, 0),
+        (1, 0, 0, 0),
         "ok",
     ),
     "not_json.ipynb": ("this is not JSON {", (0, 0, 0, 0), "unreadable"),
@@ -253,6 +260,31 @@ SUBMISSIONS = {
     "empty.ipynb": ("", (0, 0, 0, 0), "unreadable"),
     "photo.png": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", (0, 0, 0, 0), "unreadable"),
     "dave": ("no extension, plain text", (0, 0, 0, 0), "unreadable"),
+    "=HYPERLINK(1).ipynb": (_blank, (0, 0, 0, 0), "ok"),  # a formula-like id, neutralised
+    # ids collide: bob and bob (two rows, no grade); bob.ipynb.ipynb has its own id "bob.ipynb"
+    "bob.ipynb": (
+        lambda: _solved("ex1_infonce"),
+        (0, 0, 0, 0),
+        "error: student id 'bob' is shared",
+    ),
+    "bob.txt": ("text", (0, 0, 0, 0), "error: student id 'bob' is shared"),
+    "bob.ipynb.ipynb": (_blank, (0, 0, 0, 0), "ok"),
+    # the same name in NFC and NFD: one id after normalisation
+    "zo\u00e9.ipynb": (_blank, (0, 0, 0, 0), "error: student id 'zo\u00e9' is shared"),
+    "zoe\u0301.ipynb": (_blank, (0, 0, 0, 0), "error: student id 'zo\u00e9' is shared"),
+}
+# entries that are not plain files: never followed or read, each an error row
+SPECIAL = {
+    "link_to_master.ipynb": (
+        lambda p: p.symlink_to(gen.SOLUTIONS_DIR / "ex1_infonce.ipynb"),
+        "error: a symbolic link (not followed)",
+    ),
+    "dangling.ipynb": (
+        lambda p: p.symlink_to(p.parent / "nowhere"),
+        "error: a symbolic link (not followed)",
+    ),  # fmt: skip
+    "fifo.ipynb": (lambda p: os.mkfifo(p), "error: not a regular file (FIFO, socket or device)"),
+    "folder.ipynb": (lambda p: p.mkdir(), "error: a directory"),
 }
 
 
@@ -268,13 +300,22 @@ def submissions(tmp_path_factory: pytest.TempPathFactory) -> Path:
             (folder / name).write_bytes(content)
         else:
             (folder / name).write_text(content)
+    for name, (make, _) in SPECIAL.items():
+        make(folder / name)
     return folder
 
 
 def _grade(submissions: Path, regenerated: dict[str, gen.Generated], out: Path) -> list[dict]:
     bundle = regenerated["ex1_infonce"].autograder
     grade.grade_folder(
-        "ex1_infonce", submissions, out, bundle=bundle, timeout=LOOP_TIMEOUT_S, jobs=2
+        "ex1_infonce",
+        submissions,
+        out,
+        bundle=bundle,
+        timeout=LOOP_TIMEOUT_S,
+        jobs=2,
+        seed=SEED,
+        unsafe_no_isolation=UNSAFE,
     )
     with open(out / "grades.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -283,14 +324,19 @@ def _grade(submissions: Path, regenerated: dict[str, gen.Generated], out: Path) 
 @pytest.fixture(scope="module")
 def graded(submissions: Path, regenerated: dict[str, gen.Generated], tmp_path_factory) -> tuple:
     """Digests of the submissions, then the CSV rows and output folder of grading them."""
-    before = {p.name: p.read_bytes() for p in submissions.iterdir()}
+    before = {p.name: p.read_bytes() for p in submissions.iterdir() if p.name not in SPECIAL}
     out = tmp_path_factory.mktemp("out")
     return before, _grade(submissions, regenerated, out), out
 
 
+def _csv(file: str) -> str:
+    """How a file name appears in the CSV (formula-like cells get a leading quote)."""
+    return "'" + file if file.startswith(grade.FORMULA_PREFIXES) else file
+
+
 def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
     _, rows, _ = graded
-    assert sorted(r["file"] for r in rows) == sorted(SUBMISSIONS)
+    assert sorted(r["file"] for r in rows) == sorted(_csv(f) for f in [*SUBMISSIONS, *SPECIAL])
     assert [r["file"] for r in rows] == sorted(r["file"] for r in rows), "rows sorted by file"
     assert list(rows[0]) == ["student", "file", "q1", "q2a", "q3b", "q4", "total", "status"]
 
@@ -298,22 +344,29 @@ def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
 @pytest.mark.parametrize("file", sorted(SUBMISSIONS))
 def test_row(file: str, graded: tuple) -> None:
     _, rows, out = graded
-    (row,) = [r for r in rows if r["file"] == file]
+    (row,) = [r for r in rows if r["file"] == _csv(file)]
     _, scores, status = SUBMISSIONS[file]
-    assert re.fullmatch(status, row["status"]), row
+    assert re.match(status, row["status"]), row
     got = tuple(float(row[q]) for q in ("q1", "q2a", "q3b", "q4"))
     assert got == scores, row
     assert float(row["total"]) == sum(scores), row
-    assert row["student"] == Path(file).stem
-    feedback = (out / "feedback" / f"{row['student']}.txt").read_text()
+    stem = unicodedata.normalize("NFC", Path(file).stem)
+    assert row["student"] == ("'" + stem if stem.startswith("=") else stem)
+    shared = row["status"].startswith("error: student id")
+    name = f"collisions/{file}.txt" if shared else f"{stem}.txt"
+    feedback = (out / "feedback" / name).read_text()
     assert f"status: {row['status']}" in feedback
 
 
-def test_feedback_explains_tampering_and_hides_hidden_tests(graded: tuple) -> None:
+@pytest.mark.parametrize("file", sorted(SPECIAL))
+def test_special_entry_row(file: str, graded: tuple) -> None:
+    _, rows, _ = graded
+    (row,) = [r for r in rows if r["file"] == file]
+    assert row["status"] == SPECIAL[file][1] and row["total"] == "0", row
+
+
+def test_feedback_hides_hidden_tests(graded: tuple) -> None:
     _, _, out = graded
-    patched = (out / "feedback" / "patches_tests.txt").read_text()
-    assert "ExceptionTestFile.run" in patched and "torch.allclose" in patched
-    assert "torch.allclose while being tested" in patched
     carol = (out / "feedback" / "carol.txt").read_text()
     assert "q2a: 1 / 2" in carol and "hidden test 2: failed" in carol
     assert "the label of query i is i" in carol  # the hidden test's message, not its source
@@ -322,31 +375,61 @@ def test_feedback_explains_tampering_and_hides_hidden_tests(graded: tuple) -> No
 
 def test_submissions_are_not_modified(graded: tuple, submissions: Path) -> None:
     before, _, _ = graded
-    assert {p.name: p.read_bytes() for p in submissions.iterdir()} == before
+    files = {p.name: p.read_bytes() for p in submissions.iterdir() if p.name not in SPECIAL}
+    assert files == before
 
 
-def test_rerun_gives_the_same_csv(
+def test_csv_is_final_and_neutralises_formulas(graded: tuple) -> None:
+    _, rows, out = graded
+    assert not (out / "grades.csv.partial").exists()
+    assert not [c for r in rows for c in r.values() if c.startswith(grade.FORMULA_PREFIXES)]
+
+
+def test_rerun_gives_the_same_rows(
     graded: tuple, submissions: Path, regenerated: dict[str, gen.Generated], tmp_path: Path
 ) -> None:
-    _, _, out = graded
-    _grade(submissions, regenerated, tmp_path)
-    assert (tmp_path / "grades.csv").read_bytes() == (out / "grades.csv").read_bytes()
+    _, rows, _ = graded
+    again = tmp_path / "again"
+    again.mkdir()
+    for name in ("carol.ipynb", "not_json.ipynb", "photo.png"):
+        (again / name).write_bytes((submissions / name).read_bytes())
+    rerun = _grade(again, regenerated, tmp_path / "out")
+    assert rerun == [r for r in rows if r["file"] in {"carol.ipynb", "not_json.ipynb", "photo.png"}]
 
 
-# ex1 end to end through the grader; nbval executes every master with its tests (CI time budget).
-@pytest.mark.parametrize("name", ["ex1_infonce"])
+# Every master end to end through the grader, with a secret shift of its tests' seeds.
+@pytest.mark.parametrize("name", NAMES)
 def test_master_scores_full_marks(
     name: str, regenerated: dict[str, gen.Generated], tmp_path: Path
 ) -> None:
     bundle = regenerated[name].autograder
-    outcome = grade.grade_file(gen.SOLUTIONS_DIR / f"{name}.ipynb", name, bundle, timeout=600)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "master.ipynb").write_bytes((gen.SOLUTIONS_DIR / f"{name}.ipynb").read_bytes())  # fmt: skip
+    (outcome,) = grade.grade_folder(
+        name, tmp_path / "in", tmp_path / "out", bundle=bundle, seed=SEED
+    )
     assert outcome.status == "ok", outcome.feedback
-    assert outcome.scores == grade.questions(bundle), outcome.feedback
+    expected = grade.questions(bundle)
+    assert outcome.scores == expected, outcome.feedback
 
 
 def test_student_ids_stay_unique() -> None:
-    ids = grade.student_ids([Path("a.ipynb"), Path("a.txt"), Path("b.ipynb")])
-    assert ids == {Path("a.ipynb"): "a.ipynb", Path("a.txt"): "a.txt", Path("b.ipynb"): "b"}
+    ids = grade.student_ids(
+        ["a.ipynb", "a.txt", "b.ipynb", "A.ipynb.ipynb", "c\u0327.ipynb", "\u00e7.txt"]
+    )
+    assert ids == {
+        "a.ipynb": None, "a.txt": None, "b.ipynb": "b", "A.ipynb.ipynb": "A.ipynb",
+        "c\u0327.ipynb": None, "\u00e7.txt": None,
+    }  # fmt: skip
+
+
+def test_secret_shifts_every_literal_seed_and_keeps_lines() -> None:
+    source = "g = torch.Generator().manual_seed(3)\nrng = np.random.default_rng(0)\nx = f(3)\n"
+    shifted = verdict.seeded(source, 10)
+    assert shifted.splitlines() == [
+        "g = torch.Generator().manual_seed(13)", "rng = np.random.default_rng(10)", "x = f(3)"
+    ]  # fmt: skip
+    assert verdict.seeded(source, 0) == source
 
 
 def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
@@ -360,14 +443,16 @@ def test_a_failing_grader_still_gives_the_file_a_row(
     regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "x.ipynb").write_text("{}")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "in" / "x.ipynb")
 
     def broken(*args: object) -> None:
         raise ZeroDivisionError("grader bug")
 
-    monkeypatch.setattr(grade, "grade_file", broken)
+    monkeypatch.setattr(verdict.Grader, "grade", broken)
     bundle = regenerated["ex1_infonce"].autograder
-    (outcome,) = grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)
+    (outcome,) = grade.grade_folder(
+        "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=UNSAFE
+    )
     assert (outcome.file, outcome.status) == ("x.ipynb", "error: grader failed (ZeroDivisionError)")
     assert "x,x.ipynb,0,0,0,0,0,error" in (tmp_path / "out" / "grades.csv").read_text()
 
@@ -382,3 +467,41 @@ def test_visible_tests_are_materialised_for_grader_check(name: str) -> None:
 def test_unknown_exercise_is_rejected() -> None:
     with pytest.raises(ValueError, match="ex1_infonce"):
         visible_tests("ex9_missing")
+
+
+def test_a_changed_bundle_stops_grading(
+    regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle.zip"
+    bundle.write_bytes(regenerated["ex1_infonce"].autograder.read_bytes())
+    (tmp_path / "in").mkdir()
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / "in" / name)
+
+    def rewrites_the_bundle(self: verdict.Grader, cells: list, scratch: str) -> verdict.Verdict:
+        with open(bundle, "ab") as f:  # what a submission outside isolation could do
+            f.write(b"tampered")
+        return verdict.Verdict("ok")
+
+    monkeypatch.setattr(verdict.Grader, "grade", rewrites_the_bundle)
+    a, b = grade.grade_folder(
+        "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=UNSAFE
+    )
+    assert a.status == "ok"
+    assert b.status == "error: grader failed (RuntimeError)" and "changed" in b.feedback[0]
+
+
+def test_without_isolation_it_refuses_unless_told(
+    regenerated: dict[str, gen.Generated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setattr(isolation, "bubblewrap", lambda: (None, "no bwrap in this test"))
+    (tmp_path / "in").mkdir()
+    nbformat.write(_solved("ex1_infonce"), tmp_path / "in" / "alice.ipynb")
+    bundle = regenerated["ex1_infonce"].autograder
+    with pytest.raises(ValueError, match="no bwrap in this test.*--unsafe-no-isolation"):
+        grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)
+    (alice,) = grade.grade_folder(
+        "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=True
+    )
+    assert alice.status == "ok" and sum(alice.scores.values()) == 11, alice.feedback
+    assert "WITHOUT isolation" in capsys.readouterr().err

@@ -1,11 +1,14 @@
-"""`course-grade EXERCISE SUBMISSIONS_DIR -o OUT`: grade every file of a folder of submissions.
+"""`course-grade EXERCISE SUBMISSIONS_DIR -o OUT`: grade every entry of a folder of submissions.
 
-Each file gets exactly one row in OUT/grades.csv (student id = file name without extension; the full
-file name where two share a stem) and a OUT/feedback/<student>.txt, whatever it contains. Each
-submission is copied into a fresh scratch folder and graded there by `course_utils.grading.worker`
-in its own process, killed after `--timeout` seconds, without network where the platform allows
-(`unshare`, Linux); submissions themselves are only read. Rows are sorted by file name and hold no
-timings, so rerunning over the same folder gives the same CSV.
+Every directory entry gets exactly one row in OUT/grades.csv (symbolic links, folders, FIFOs and
+unreadable files included, as `error` rows; links are never followed), keyed by a student id: the
+file name without its extension, NFC-normalised; entries whose ids collide get `error` rows, never
+a grade. Each notebook's code cells run in a sandbox (`isolation`, `sandbox`) that only answers
+requests in plain data; the tests run here and compute the verdict (`verdict`). Rows are appended to
+OUT/grades.csv.partial as they finish (flushed to disk) and OUT/grades.csv is written atomically at
+the end, sorted by file name; neither holds timings, so rerunning with the same `--seed` gives the
+same CSV. Feedback goes to OUT/feedback/<student>.txt, the sandbox's (capped) output to
+OUT/logs/<student>.txt.
 """
 
 from __future__ import annotations
@@ -13,34 +16,31 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import os
-import shutil
-import signal
-import subprocess
+import secrets
+import stat
 import sys
 import tempfile
+import threading
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import nbformat
 
+from course_utils.grading import isolation, verdict
 from course_utils.grading.generate import AUTOGRADER_DIR
 
 DEFAULT_TIMEOUT_S = 600.0
-ISOLATIONS = (
-    (("unshare", "-rn", "--pid", "--fork", "--kill-child"), "no network, own PID namespace"),
-    (("unshare", "-n", "--pid", "--fork", "--kill-child"), "no network, own PID namespace"),
-    ((), "none: the platform has no usable `unshare`, submissions can reach the network"),
-)
+MAX_SUBMISSION_BYTES = 32 * 2**20
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
 class Outcome:
-    """The grading result of one submitted file."""
+    """The grading result of one directory entry."""
 
     file: str
     student: str
@@ -48,140 +48,162 @@ class Outcome:
     scores: dict[str, float] = field(default_factory=dict)
     feedback: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    log: str = ""
+    feedback_name: str = ""  # relative to OUT/feedback (and OUT/logs); default <student>.txt
+
+    def __post_init__(self) -> None:
+        self.feedback_name = self.feedback_name or f"{self.student}.txt"
 
 
-@lru_cache(maxsize=1)
-def isolation() -> tuple[tuple[str, ...], str]:
-    """The command prefix that isolates a grading process here, and what it gives."""
-    for prefix, what in ISOLATIONS:
-        if not prefix:
-            return prefix, what
-        try:
-            ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
-        if ok:
-            return prefix, what
-    raise AssertionError("unreachable: the last isolation needs no probe")
+def student_ids(names: list[str]) -> dict[str, str | None]:
+    """Student id of each entry name (NFC stem), or None where ids collide (case-insensitively)."""
+    ids = {n: unicodedata.normalize("NFC", Path(n).stem) for n in names}
+    counts: dict[str, int] = {}
+    for i in ids.values():
+        counts[i.casefold()] = counts.get(i.casefold(), 0) + 1
+    return {n: (i if counts[i.casefold()] == 1 else None) for n, i in ids.items()}
 
 
-def questions(bundle: Path) -> dict[str, float]:
-    """Question name -> points of the autograded questions in an autograder bundle."""
-    from course_utils.grading.worker import load_tests
-
-    return {t.name: float(t.possible) for t in load_tests(bundle)}
-
-
-def student_ids(files: list[Path]) -> dict[Path, str]:
-    """Student id of each file: its stem, or its full name where two files share a stem."""
-    stems = [f.stem for f in files]
-    return {f: f.stem if stems.count(f.stem) == 1 else f.name for f in files}
-
-
-def unreadable_reason(path: Path) -> str | None:
-    """Why `path` is not a readable Jupyter notebook, or None if it is one."""
+def read_entry(folder: Path, name: str) -> tuple[bytes | None, str | None]:
+    """The bytes of a regular file in `folder`, never following a link; or why not."""
+    path = folder / name
     try:
-        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        st = os.lstat(path)
+    except OSError as e:
+        return None, f"cannot be examined ({e.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return None, "a symbolic link (not followed)"
+    if stat.S_ISDIR(st.st_mode):
+        return None, "a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return None, "not a regular file (FIFO, socket or device)"
+    if st.st_size > MAX_SUBMISSION_BYTES:
+        return None, f"larger than {MAX_SUBMISSION_BYTES // 2**20} MiB"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        return None, f"unreadable ({e.strerror})"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None, "not a regular file"
+        data = f.read(MAX_SUBMISSION_BYTES + 1)
+    if len(data) > MAX_SUBMISSION_BYTES:
+        return None, f"larger than {MAX_SUBMISSION_BYTES // 2**20} MiB"
+    return data, None
+
+
+def code_cells(data: bytes) -> tuple[list[str] | None, str | None]:
+    """The code cells' sources of a notebook file's bytes, or why it is not a notebook."""
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as e:  # not UTF-8, not JSON, not a notebook: all unreadable
-        return (
-            f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
-        )
-    return None
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return None, f"{type(e).__name__}: {first}"
+    return [c.source for c in nb.cells if c.cell_type == "code"], None
 
 
-def _exit_status(returncode: int) -> str:
-    """The status of a worker that ended without writing its result."""
-    if returncode < 0:
-        return f"error: grading process killed by {signal.Signals(-returncode).name}"
-    if returncode == 0:  # the worker only exits 0 after writing its result: the notebook exited
-        return "error: the notebook ended the grading process (exit code 0)"
-    return f"error: grading process exited with code {returncode} (see feedback)"
+def digest(data: bytes) -> str:
+    """SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
-def grade_file(path: Path, student: str, bundle: Path, timeout: float) -> Outcome:
-    """Grade one submission in its own isolated process with a wall-clock timeout."""
+def printable(text: str) -> str:
+    """`text` as valid UTF-8 (a file name that is not becomes U+FFFD where it breaks)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def safe_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    text = printable(text)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+class Bookkeeper:
+    """Rows appended (and flushed) as submissions finish; grades.csv written atomically at the end."""
+
+    def __init__(self, out: Path, points: dict[str, float], exercise: str) -> None:
+        self.out, self.points, self.exercise = out, points, exercise
+        for sub in ("feedback", "logs"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        self.header = ["student", "file", *points, "total", "status"]
+        self.partial = out / "grades.csv.partial"
+        self._lock = threading.Lock()
+        with open(self.partial, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerow(self.header)
+        self.rows: list[tuple[str, list[str]]] = []
+
+    def row(self, o: Outcome) -> list[str]:
+        """The CSV row of an outcome."""
+        scores = [o.scores.get(q, 0.0) for q in self.points]
+        cells = [o.student, o.file, *(f"{s:g}" for s in scores), f"{sum(scores):g}", o.status]
+        return [safe_cell(c) for c in cells]
+
+    def add(self, o: Outcome) -> None:
+        """Record one outcome: its feedback and log files, and its row (flushed to disk)."""
+        scores = [o.scores.get(q, 0.0) for q in self.points]
+        header = [
+            f"exercise {self.exercise}, student {o.student} (file {o.file})",
+            f"status: {o.status}",
+            f"autograded score: {sum(scores):g} / {sum(self.points.values()):g}"
+            " (written questions are graded by hand)",
+            "",
+        ]
+        row = self.row(o)
+        with self._lock:
+            path = self.out / "feedback" / o.feedback_name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(printable("\n".join(header + o.feedback) + "\n"))
+            if o.log:
+                (self.out / "logs" / o.feedback_name).write_text(printable(o.log))
+            with open(self.partial, "a", newline="") as f:
+                csv.writer(f, lineterminator="\n").writerow(row)
+                f.flush()
+                os.fsync(f.fileno())
+            self.rows.append((o.file, row))
+
+    def finish(self) -> None:
+        """Write grades.csv (sorted by file) atomically and remove the partial file."""
+        tmp = self.out / "grades.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(self.header)
+            for _, row in sorted(self.rows, key=lambda r: r[0]):
+                writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.out / "grades.csv")
+        self.partial.unlink()
+
+
+def grade_entry(
+    folder: Path, name: str, student: str | None, grader: verdict.Grader, check_bundle
+) -> Outcome:
+    """Grade one directory entry; never raises."""
     start = time.perf_counter()
-    reason = unreadable_reason(path)
-    if reason is not None:
-        return Outcome(path.name, student, "unreadable", feedback=[f"not a notebook: {reason}"])
-    prefix, _ = isolation()
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"}
-    env.setdefault("COURSE_PROFILE", "ci")
-    with tempfile.TemporaryDirectory(prefix="course-grade-", ignore_cleanup_errors=True) as tmp:
-        scratch, result = Path(tmp) / "scratch", Path(tmp) / "result.json"
-        scratch.mkdir()
-        shutil.copyfile(path, scratch / "submission.ipynb")
-        cmd = [*prefix, sys.executable, "-m", "course_utils.grading.worker", str(bundle)]
-        with open(Path(tmp) / "log.txt", "wb") as log:
-            proc = subprocess.Popen(
-                [*cmd, "submission.ipynb"],
-                cwd=scratch,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            proc.stdin.write(f"{result}\n".encode())
-            proc.stdin.close()
-            try:
-                returncode = proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                note = f"stopped after the {timeout:g} s time limit"
-                return Outcome(path.name, student, "timeout", feedback=[note], seconds=timeout)
-        seconds = time.perf_counter() - start
-        try:
-            data = json.loads(result.read_text())
-        except (OSError, ValueError):
-            tail = (Path(tmp) / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
-            status = _exit_status(returncode)
-            return Outcome(
-                path.name, student, status, feedback=["last output:", *tail], seconds=seconds
-            )
-    return Outcome(path.name, student, "ok", data["scores"], data["feedback"], seconds)
-
-
-def grade_file_safely(path: Path, student: str, bundle: Path, timeout: float) -> Outcome:
-    """`grade_file`, turning any failure of the grader itself into an `error` row."""
-    try:
-        return grade_file(path, student, bundle, timeout)
-    except Exception as e:
+    if student is None:  # feedback/collisions/<file name>.txt: file names are unique
+        sid = unicodedata.normalize("NFC", Path(name).stem)
+        why = f"student id {sid!r} is shared with another file (rename one)"
         return Outcome(
-            path.name, student, f"error: grader failed ({type(e).__name__})", feedback=[str(e)]
+            name, sid, f"error: {why}", {}, [why], feedback_name=f"collisions/{name}.txt"
         )
-
-
-def write_outputs(
-    outcomes: list[Outcome], points: dict[str, float], exercise: str, out: Path
-) -> None:
-    """OUT/grades.csv (one row per file, sorted) and OUT/feedback/<student>.txt."""
-    feedback_dir = out / "feedback"
-    feedback_dir.mkdir(parents=True, exist_ok=True)
-    possible = sum(points.values())
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["student", "file", *points, "total", "status"])
-        for o in sorted(outcomes, key=lambda o: o.file):
-            scores = [o.scores.get(q, 0.0) for q in points]
-            writer.writerow(
-                [o.student, o.file, *(f"{s:g}" for s in scores), f"{sum(scores):g}", o.status]
-            )
-            header = [
-                f"exercise {exercise}, student {o.student} (file {o.file})",
-                f"status: {o.status}",
-                f"autograded score: {sum(scores):g} / {possible:g}"
-                " (written questions are graded by hand)",
-                "",
-            ]
-            (feedback_dir / f"{o.student}.txt").write_text("\n".join(header + o.feedback) + "\n")
-
-
-def _digest(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    sid = student
+    try:
+        data, why = read_entry(folder, name)
+        if data is None:
+            return Outcome(name, sid, f"error: {why}", feedback=[f"not graded: {why}"])
+        cells, why = code_cells(data)
+        if cells is None:
+            return Outcome(name, sid, "unreadable", feedback=[f"not a notebook: {why}"])
+        check_bundle()
+        with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch:
+            os.chmod(scratch, 0o700)
+            v = grader.grade(cells, scratch)
+        return Outcome(
+            name, sid, v.status, v.scores, v.feedback, time.perf_counter() - start, v.log
+        )
+    except Exception as e:
+        return Outcome(name, sid, f"error: grader failed ({type(e).__name__})", feedback=[str(e)[:500]])  # fmt: skip
 
 
 def grade_folder(
@@ -192,8 +214,10 @@ def grade_folder(
     bundle: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     jobs: int = 1,
+    seed: int | None = None,
+    unsafe_no_isolation: bool = False,
 ) -> list[Outcome]:
-    """Grade every file directly inside `submissions`; write OUT/grades.csv and OUT/feedback/."""
+    """Grade every entry directly inside `submissions`; write OUT/grades.csv, feedback/ and logs/."""
     from tqdm import tqdm
 
     bundle = Path(bundle or AUTOGRADER_DIR / f"{exercise}.zip").resolve()
@@ -203,20 +227,54 @@ def grade_folder(
         raise ValueError(f"submissions must be a folder, got {submissions}")
     if timeout <= 0 or jobs < 1:
         raise ValueError(f"timeout must be > 0 and jobs >= 1, got {timeout} and {jobs}")
-    points = questions(bundle)
-    files = sorted(p for p in submissions.iterdir() if p.is_file())
-    ids = student_ids(files)
-    before = {f: _digest(f) for f in files}
-    _, what = isolation()
-    print(f"grading {len(files)} files for {exercise}; isolation: {what}", file=sys.stderr)
+    bwrap, why = isolation.bubblewrap()
+    if bwrap is None and not unsafe_no_isolation:
+        raise ValueError(
+            f"cannot isolate submissions here: {why}. Install bubblewrap, or pass "
+            "--unsafe-no-isolation to grade anyway (read what that risks in docs/instructors.md)"
+        )
+    if bwrap is None:
+        print(isolation.UNSAFE_RISKS, file=sys.stderr)
+    elif os.geteuid() == 0 and not isolation.run_as_nobody():
+        print(isolation.ROOT_NOTE, file=sys.stderr)
+    bundle_bytes = bundle.read_bytes()
+    bundle_hash = digest(bundle_bytes)
+    sources = verdict.read_test_sources(bundle)
+    points = verdict.questions(sources)  # the bundle is read once; its hash is checked later
+    secret = secrets.randbelow(2**31 - 1) + 1 if seed is None else seed
+
+    def check_bundle() -> None:
+        if digest(bundle.read_bytes()) != bundle_hash:
+            raise RuntimeError(f"the autograder bundle {bundle} changed during grading")
+
+    grader = verdict.Grader(
+        sources,
+        isolated=bwrap is not None,
+        timeout=timeout,
+        secret=secret,
+        profile=os.environ.get("COURSE_PROFILE", "ci"),
+    )
+    names = sorted(os.listdir(submissions))
+    ids = student_ids(names)
+    books = Bookkeeper(out, points, exercise)
+    what = why if bwrap else "NONE (--unsafe-no-isolation)"
+    print(f"grading {len(names)} entries for {exercise}; isolation: {what}", file=sys.stderr)
+    outcomes = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(grade_file_safely, f, ids[f], bundle, timeout) for f in files]
-        outcomes = [f.result() for f in tqdm(futures, desc="grading", unit="notebook")]
-    write_outputs(outcomes, points, exercise, out)
-    changed = [f.name for f in files if _digest(f) != before[f]]
-    if changed:
-        print(f"WARNING: submissions changed during grading: {changed}", file=sys.stderr)
+        futures = [
+            pool.submit(grade_entry, submissions, n, ids[n], grader, check_bundle) for n in names
+        ]
+        for future in tqdm(futures, desc="grading", unit="notebook"):
+            outcome = future.result()
+            books.add(outcome)
+            outcomes.append(outcome)
+    books.finish()
     return outcomes
+
+
+def questions(bundle: Path) -> dict[str, float]:
+    """Question name -> points of the autograded questions in an autograder bundle."""
+    return verdict.questions(verdict.read_test_sources(bundle))
 
 
 def summary(outcomes: list[Outcome], points: dict[str, float]) -> str:
@@ -224,7 +282,7 @@ def summary(outcomes: list[Outcome], points: dict[str, float]) -> str:
     graded = [o for o in outcomes if o.status == "ok"]
     mean = sum(sum(o.scores.values()) for o in graded) / len(graded) if graded else 0.0
     failed = len(outcomes) - len(graded)
-    ran = [o.seconds for o in outcomes if o.status != "unreadable"]
+    ran = [o.seconds for o in outcomes if o.seconds]
     per = sum(ran) / len(ran) if ran else 0.0
     return (
         f"graded {len(graded)}, failed {failed} (timeout, error or unreadable), "
@@ -245,6 +303,14 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per notebook"
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded at once")
+    parser.add_argument(
+        "--seed", type=int, help="secret added to the tests' seeds (default: drawn per run)"
+    )
+    parser.add_argument(
+        "--unsafe-no-isolation",
+        action="store_true",
+        help="grade even where bubblewrap cannot isolate submissions (prints the risks)",
+    )
     args = parser.parse_args(argv)
     try:
         outcomes = grade_folder(
@@ -254,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             bundle=args.autograder,
             timeout=args.timeout,
             jobs=args.jobs,
+            seed=args.seed,
+            unsafe_no_isolation=args.unsafe_no_isolation,
         )
     except ValueError as e:
         parser.error(str(e))

@@ -1,0 +1,226 @@
+"""Verdicts computed in the grader's own process from plain data answered by a submission's sandbox.
+
+The autograder bundle's otter test files are read here and never sent anywhere. For each question the
+test functions run in this process with their parameters bound to what `Session.lookup` returns
+(plain values rebuilt here, or `Remote`s whose calls run in the sandbox), and otter's own runner turns
+passed and failed cases into points. Nothing that comes back from the sandbox is code, so comparisons
+use this process's untouched torch, numpy and builtins.
+
+Per-run secret inputs: every integer literal seed in a test (`manual_seed(3)`, `default_rng(0)`,
+`np.random.seed(1)`) is shifted by a secret drawn once per grading run (`--seed` fixes it), and the
+global RNGs are reseeded from it before each question, so a submission cannot hard-code the outputs
+the public masters' tests expect.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import math
+import random
+import re
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from course_utils.grading import isolation
+from course_utils.grading.session import SandboxGone, Session
+
+SEED_CALLS = {"manual_seed", "default_rng", "seed", "RandomState"}
+TEST_CASE_HEADER = re.compile(r"^❌ Test case failed\nError at line \d+ in test [^\n]*:\n[^\n]*\n")
+MAX_RESTARTS = 2  # a sandbox that dies while a question is tested is restarted for the next ones
+_TRUSTED_PHASE = threading.Lock()  # tests share global RNGs and otter objects: one at a time
+
+
+def read_test_sources(bundle: Path) -> dict[str, str]:
+    """Path -> source of otter's exception-based test files in an autograder bundle."""
+    with zipfile.ZipFile(bundle) as zf:
+        names = sorted(n for n in zf.namelist() if re.fullmatch(r"tests/[^/]+\.py", n))
+        sources = {n: zf.read(n).decode() for n in names}
+    if not sources:
+        raise ValueError(f"bundle {bundle} holds no tests/*.py files")
+    for name, source in sources.items():
+        if not re.search(r"^OK_FORMAT = False$", source, re.MULTILINE):
+            raise ValueError(f"{bundle}:{name}: expected otter's exception-based format")
+    return sources
+
+
+def seeded(source: str, secret: int) -> str:
+    """`source` with every integer literal seed shifted by `secret` (line numbers kept)."""
+    if not secret:
+        return source
+    lines = source.split("\n")
+    edits = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        arg = node.args[0]
+        if name in SEED_CALLS and isinstance(arg, ast.Constant) and type(arg.value) is int:
+            if arg.lineno == arg.end_lineno:
+                edits.append((arg.lineno, arg.col_offset, arg.end_col_offset, arg.value))
+    for lineno, start, end, value in sorted(edits, reverse=True):
+        raw = lines[lineno - 1].encode()
+        new = str((value + secret) % 2**31).encode()
+        lines[lineno - 1] = (raw[:start] + new + raw[end:]).decode()
+    return "\n".join(lines)
+
+
+def load_tests(sources: dict[str, str], secret: int = 0) -> list[Any]:
+    """Fresh otter test file objects from their sources, seeds shifted, sorted by question."""
+    from otter.test_files import ExceptionTestFile
+
+    tests = [ExceptionTestFile.from_string(seeded(s, secret), path=n) for n, s in sources.items()]
+    return sorted(tests, key=lambda t: t.name)
+
+
+def questions(sources: dict[str, str]) -> dict[str, float]:
+    """Question name -> points of the autograded questions."""
+    return {t.name: float(t.possible) for t in load_tests(sources)}
+
+
+@dataclass
+class Verdict:
+    """What grading one submission concluded."""
+
+    status: str
+    scores: dict[str, float] = field(default_factory=dict)
+    feedback: list[str] = field(default_factory=list)
+    log: str = ""
+
+
+def _parameters(test: Any) -> list[str]:
+    """Every notebook name the test cases of a test file take as parameters."""
+    names = []
+    for tc in test.test_cases:
+        for p in inspect.signature(tc.body.test_func).parameters:
+            if p not in names and p != "env":
+                names.append(p)
+    return names
+
+
+def _failure(message: str, hidden: bool) -> str:
+    """otter's failure message; for a hidden test without the test's source line."""
+    return TEST_CASE_HEADER.sub("", message).strip() if hidden else message.strip()
+
+
+def _reseed(secret: int, index: int) -> None:
+    """Reseed the global RNGs the tests may use, from the run's secret and the question."""
+    import numpy as np
+    import torch
+
+    seed = (secret * 1009 + index) % 2**31
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _exit_status(session: Session) -> str:
+    """The status of a sandbox that stopped before its cells finished."""
+    if session.gone == "timeout":
+        return "timeout"
+    code = session.proc.returncode
+    if code == 0:
+        return "error: the notebook ended the grading process (exit code 0)"
+    if code is not None and code < 0:
+        return f"error: the grading process was killed by signal {-code}"
+    return f"error: the grading process exited with code {code} (see feedback)"
+
+
+class Grader:
+    """Grades submissions of one exercise against the test sources of its bundle."""
+
+    def __init__(
+        self,
+        sources: dict[str, str],
+        *,
+        isolated: bool,
+        timeout: float,
+        secret: int,
+        profile: str = "ci",
+        limits: isolation.Limits | None = None,
+    ) -> None:
+        self.sources, self.isolated, self.timeout = sources, isolated, timeout
+        self.secret, self.profile = secret, profile
+        self.limits = limits or isolation.Limits(cpu_seconds=int(4 * timeout) + 60)
+
+    def _start(self, cells: list[str], scratch: str) -> tuple[Session, list[str]]:
+        session = Session(
+            cells, isolated=self.isolated, profile=self.profile, limits=self.limits, scratch=scratch
+        )
+        try:
+            errors = session.start(self.timeout)
+        except SandboxGone:
+            return session, []
+        return session, errors
+
+    def grade(self, cells: list[str], scratch: str) -> Verdict:
+        """Run `cells` in a sandbox, then every question's tests here against it."""
+        session, errors = self._start(cells, scratch)
+        if session.gone:
+            status = _exit_status(session)
+            note = f"stopped after the {self.timeout:g} s time limit" if status == "timeout" else ""
+            tail = session.log.text().strip().splitlines()[-5:]
+            feedback = [note] if note else ["last output:", *tail]
+            return Verdict(status, feedback=feedback, log=session.log.text())
+        notes = [f"error in {e}" for e in errors]
+        lines: list[str] = []
+        scores: dict[str, float] = {}
+        restarts = 0
+        logs = []
+        try:
+            with _TRUSTED_PHASE:
+                tests = load_tests(self.sources, self.secret)
+                for index, test in enumerate(tests):
+                    if session.gone and restarts < MAX_RESTARTS:
+                        logs.append(session.log.text())
+                        restarts += 1
+                        session, _ = self._start(cells, scratch)
+                    scores[test.name] = self._question(test, session, index, lines)
+        finally:
+            session.close()
+        logs.append(session.log.text())
+        feedback = notes + ([""] if notes else []) + lines
+        return Verdict("ok", scores, feedback, "\n".join(logs))
+
+    def _question(self, test: Any, session: Session, index: int, lines: list[str]) -> float:
+        """Run one question's tests against the session; its score, feedback appended to `lines`."""
+        possible = float(test.possible)
+        if session.gone:
+            lines += [f"{test.name}: 0 / {possible:g}", "  not tested: the sandbox stopped earlier"]
+            return 0.0
+        session.deadline = time.monotonic() + self.timeout
+        env = {}
+        for name in _parameters(test):
+            try:
+                env[name] = session.lookup(name)
+            except LookupError:
+                pass  # otter passes None: the test fails and says how
+            except Exception:  # SandboxGone, or the lookup itself raised: noted below
+                break
+        _reseed(self.secret, index)
+        test.run(env)
+        score = float(test.score)
+        if session.gone:
+            score, crash = 0.0, f"the submission {session.gone.replace('timeout', 'timed out')} while this question was tested"  # fmt: skip
+        else:
+            crash = None
+        if not (math.isfinite(score) and 0 <= score <= possible):
+            raise ValueError(f"score {score} of {test.name} outside [0, {possible}]")
+        lines.append(f"{test.name}: {score:g} / {possible:g}")
+        if crash:
+            lines.append(f"  scored 0: {crash}")
+            return score
+        for i, result in enumerate(test.test_case_results, start=1):
+            hidden = result.test_case.hidden
+            kind = "hidden test" if hidden else "test"
+            if result.passed:
+                lines.append(f"  {kind} {i}: passed")
+            else:
+                detail = _failure(result.message, hidden).replace("\n", "\n    ")
+                lines.append(f"  {kind} {i}: failed\n    {detail}")
+        return score
