@@ -15,12 +15,15 @@ import os
 import re
 import unicodedata
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 import pytest
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
+
+from submissions import answered, solved  # noqa: E402
 
 from course_utils.grading import generate as gen  # noqa: E402
 from course_utils.grading import grade, isolation, verdict  # noqa: E402
@@ -52,12 +55,15 @@ def test_there_are_masters() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_committed_exercise_is_fresh(name: str, regenerated: dict[str, gen.Generated]) -> None:
+def test_committed_exercise_is_fresh(
+    name: str, regenerated: dict[str, gen.Generated], staged: Callable[..., bytes]
+) -> None:
     fresh = regenerated[name]
     committed_nb = gen.EXERCISES_DIR / f"{name}.ipynb"
     committed_tests = VISIBLE_DIR / f"{name}.json"
     assert committed_nb.is_file() and committed_tests.is_file(), "run `make exercises` and commit"
-    assert committed_nb.read_bytes() == fresh.notebook.read_bytes(), (
+    # As git stages it: a student's answers and outputs in the working copy (the lab) do not count.
+    assert staged(committed_nb) == fresh.notebook.read_bytes(), (
         f"exercises/{name}.ipynb is stale: run `make exercises` and commit the result"
     )
     assert committed_tests.read_bytes() == fresh.visible_tests.read_bytes(), (
@@ -137,30 +143,6 @@ def test_hidden_test_detection_finds_a_planted_leak(regenerated: dict[str, gen.G
 # ---- grading a folder of submissions -------------------------------------------------------------
 
 
-def _solved(name: str) -> nbformat.NotebookNode:
-    """The student notebook with every answer cell replaced by the master's solution."""
-    master = nbformat.read(gen.SOLUTIONS_DIR / f"{name}.ipynb", as_version=4)
-    nb = nbformat.read(gen.EXERCISES_DIR / f"{name}.ipynb", as_version=4)
-    by_first_line = {
-        c.source.split("\n")[0]: c.source for c in master.cells if c.cell_type == "code"
-    }
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "otter_answer_cell" in cell.metadata.get("tags", []):
-            source = by_first_line[cell.source.split("\n")[0]]
-            lines = [
-                ln for ln in source.split("\n") if not re.match(r"\s*# (BEGIN|END) SOLUTION", ln)
-            ]
-            cell.source = re.sub(r"\s*# SOLUTION$", "", "\n".join(lines), flags=re.MULTILINE)
-    return nb
-
-
-def _answer(nb: nbformat.NotebookNode, func: str, source: str) -> nbformat.NotebookNode:
-    """`nb` with the answer cell defining `func` replaced by `source`."""
-    (cell,) = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith(f"def {func}(")]
-    cell.source = source
-    return nb
-
-
 def _with_cell(nb: nbformat.NotebookNode, source: str, at: int = 4) -> nbformat.NotebookNode:
     """`nb` with one extra code cell at index `at`."""
     nb.cells.insert(at, nbformat.v4.new_code_cell(source))
@@ -180,6 +162,7 @@ SYNTAX_ERROR = "def info_nce_as_classification(query, keys, temperature=0.1):\n 
 DESTROY_CWD = """\
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 for p in Path(".").iterdir():
@@ -216,42 +199,42 @@ def info_nce_scratch(query, keys, temperature=0.1):
 
 # file name -> (content builder, expected (q1, q2a, q3b, q4) or None, expected status regex)
 SUBMISSIONS = {
-    "alice.ipynb": (lambda: _solved("ex1_infonce"), (3, 2, 3, 3), "ok"),
+    "alice.ipynb": (lambda: solved("ex1_infonce"), (3, 2, 3, 3), "ok"),
     "carol.ipynb": (
-        lambda: _answer(_solved("ex1_infonce"), "info_nce_as_classification", WRONG_LABELS),
+        lambda: answered(solved("ex1_infonce"), "info_nce_as_classification", WRONG_LABELS),
         (3, 1, 3, 3),
         "ok",
     ),
     "blank.ipynb": (_blank, (0, 0, 0, 0), "ok"),
     "busy_loop.ipynb": (
-        lambda: _with_cell(_solved("ex1_infonce"), "while True:\n    pass"),
+        lambda: _with_cell(solved("ex1_infonce"), "while True:\n    pass"),
         (0, 0, 0, 0),
         "timeout",
     ),
     "syntax_error.ipynb": (
-        lambda: _answer(_solved("ex1_infonce"), "info_nce_as_classification", SYNTAX_ERROR),
+        lambda: answered(solved("ex1_infonce"), "info_nce_as_classification", SYNTAX_ERROR),
         (3, 0, 3, 3),
         "ok",
     ),
     "os_exit.ipynb": (
-        lambda: _with_cell(_solved("ex1_infonce"), "import os\n\nos._exit(0)"),
+        lambda: _with_cell(solved("ex1_infonce"), "import os\n\nos._exit(0)"),
         (0, 0, 0, 0),
         r"error: the notebook ended the grading process \(exit code 0\)",
     ),
     "sys_exit.ipynb": (
-        lambda: _with_cell(_solved("ex1_infonce"), "import sys\n\nsys.exit()"),
+        lambda: _with_cell(solved("ex1_infonce"), "import sys\n\nsys.exit()"),
         (3, 2, 3, 3),
         "ok",
     ),
     "destroys_cwd.ipynb": (
-        lambda: _with_cell(_solved("ex1_infonce"), DESTROY_CWD),
+        lambda: _with_cell(solved("ex1_infonce"), DESTROY_CWD),
         (3, 2, 3, 3),
         "ok",
     ),
     # the patches only change the sandbox: q1 earns what `return torch.tensor(0.0)` earns (a finite
     # scalar, no library call), nothing more
     "patches_tests.ipynb": (
-        lambda: _answer(_with_cell(_blank(), PATCH_MACHINERY), "info_nce_scratch", PATCH_AT_CALL),
+        lambda: answered(_with_cell(_blank(), PATCH_MACHINERY), "info_nce_scratch", PATCH_AT_CALL),
         (1, 0, 0, 0),
         "ok",
     ),
@@ -263,7 +246,7 @@ SUBMISSIONS = {
     "=HYPERLINK(1).ipynb": (_blank, (0, 0, 0, 0), "ok"),  # a formula-like id, neutralised
     # ids collide: bob and bob (two rows, no grade); bob.ipynb.ipynb has its own id "bob.ipynb"
     "bob.ipynb": (
-        lambda: _solved("ex1_infonce"),
+        lambda: solved("ex1_infonce"),
         (0, 0, 0, 0),
         "error: student id 'bob' is shared",
     ),
@@ -496,7 +479,7 @@ def test_without_isolation_it_refuses_unless_told(
 ) -> None:
     monkeypatch.setattr(isolation, "bubblewrap", lambda: (None, "no bwrap in this test"))
     (tmp_path / "in").mkdir()
-    nbformat.write(_solved("ex1_infonce"), tmp_path / "in" / "alice.ipynb")
+    nbformat.write(solved("ex1_infonce"), tmp_path / "in" / "alice.ipynb")
     bundle = regenerated["ex1_infonce"].autograder
     with pytest.raises(ValueError, match="no bwrap in this test.*--unsafe-no-isolation"):
         grade.grade_folder("ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle)

@@ -26,6 +26,8 @@ import pytest
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
+from submissions import solved  # noqa: E402
+
 from course_utils.grading import generate as gen  # noqa: E402
 from course_utils.grading import grade, isolation  # noqa: E402
 
@@ -355,8 +357,6 @@ def _blank() -> nbformat.NotebookNode:
 
 
 def _solved() -> nbformat.NotebookNode:
-    from tests.test_grading import _solved as solved
-
     return solved(EXERCISE)
 
 

@@ -8,7 +8,6 @@ all of them are graded in one call of the `course-grade` command line.
 from __future__ import annotations
 
 import csv
-import re
 import subprocess
 import sys
 
@@ -16,6 +15,8 @@ import nbformat
 import pytest
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
+
+from submissions import answered, solved  # noqa: E402
 
 from course_utils.grading import generate as gen  # noqa: E402
 from course_utils.grading import grade  # noqa: E402
@@ -218,32 +219,10 @@ CASES = {
 }
 
 
-def _solved() -> nbformat.NotebookNode:
-    """The student notebook with every answer cell replaced by the master's solution."""
-    master = nbformat.read(gen.SOLUTIONS_DIR / f"{NAME}.ipynb", as_version=4)
-    nb = nbformat.read(gen.EXERCISES_DIR / f"{NAME}.ipynb", as_version=4)
-    by_first_line = {
-        c.source.split("\n")[0]: c.source for c in master.cells if c.cell_type == "code"
-    }
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "otter_answer_cell" in cell.metadata.get("tags", []):
-            source = by_first_line[cell.source.split("\n")[0]]
-            lines = [
-                ln for ln in source.split("\n") if not re.match(r"\s*# (BEGIN|END) SOLUTION", ln)
-            ]
-            cell.source = re.sub(r"\s*# SOLUTION$", "", "\n".join(lines), flags=re.MULTILINE)
-    return nb
-
-
 def _submission(func: str | None, source: str | None) -> nbformat.NotebookNode:
     """The solved notebook with the answer cell that defines `func` replaced by `source`."""
-    nb = _solved()
-    if func is not None:
-        (cell,) = [
-            c for c in nb.cells if c.cell_type == "code" and c.source.startswith(f"def {func}(")
-        ]
-        cell.source = source
-    return nb
+    nb = solved(NAME)
+    return nb if func is None else answered(nb, func, source)
 
 
 @pytest.fixture(scope="module")
