@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
@@ -52,6 +53,36 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, gen.Gener
 
 def test_there_are_masters() -> None:
     assert "ex1_infonce" in NAMES
+
+
+def _master_points(master: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(autograded, manual) question -> points, from the master's BEGIN QUESTION cells."""
+    auto, manual = {}, {}
+    for cell in nbformat.read(master, as_version=4).cells:
+        if cell.cell_type == "raw" and cell.source.startswith("# BEGIN QUESTION"):
+            config = yaml.safe_load(cell.source.removeprefix("# BEGIN QUESTION"))
+            (manual if config.get("manual") else auto)[config["name"]] = config["points"]
+    return auto, manual
+
+
+def _table_points(cell: str) -> dict[str, int]:
+    """'11 (q1: 3, q2a: 2)' -> {'q1': 3, 'q2a': 2}, checking the sum."""
+    total, _, rest = cell.strip().partition(" ")
+    points = {q: int(p) for q, p in re.findall(r"(\w+): (\d+)", rest)}
+    assert sum(points.values()) == int(total), f"{cell!r}: the points do not add up to {total}"
+    return points
+
+
+def test_instructors_points_table_matches_the_masters() -> None:
+    doc = (gen.ROOT / "docs" / "instructors.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(ex\w+)`[^|]*\|(.*)\|$", doc, re.M)}
+    assert sorted(rows) == NAMES, "docs/instructors.md needs one points row per exercise"
+    for master in MASTERS:
+        auto_cell, manual_cell, total = rows[master.stem].split("|")
+        auto, manual = _master_points(master)
+        assert _table_points(auto_cell) == auto, f"{master.stem}: autograded points"
+        assert _table_points(manual_cell) == manual, f"{master.stem}: points graded by hand"
+        assert int(total) == sum(auto.values()) + sum(manual.values()), f"{master.stem}: total"
 
 
 @pytest.mark.parametrize("name", NAMES)
