@@ -31,6 +31,10 @@ from course_utils.probe import extract_features, knn_accuracy
 from course_utils.runtime import device, seed_everything
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# Fields that say where a run is saved, how it is watched and which precision the hardware runs,
+# not what it learns: a checkpoint resumes under other values of these (a copy on Google Drive,
+# another GPU's precision, another progress or kNN-monitor setting). Every other field must match.
+RESUMABLE_ACROSS = frozenset({"checkpoint", "progress", "precision", "knn_k", "knn_temperature"})
 
 
 @dataclass
@@ -294,7 +298,7 @@ def train_simclr(
         differ = [
             f.name
             for f in fields(SimCLRConfig)
-            if f.name != "progress" and getattr(saved, f.name) != getattr(config, f.name)
+            if f.name not in RESUMABLE_ACROSS and getattr(saved, f.name) != getattr(config, f.name)
         ]
         if differ:
             raise ValueError(
@@ -309,7 +313,10 @@ def train_simclr(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        # Saved without loss scaling (bf16 or fp32): an fp16 run starts from a fresh scale. Saved
+        # under fp16 and resumed without it: the disabled scaler ignores the state.
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
         shuffle_rng.set_state(state["shuffle_rng"].cpu())
         augment_rng.set_state(state["augment_rng"][rank].cpu())  # every rank its own stream
         history, start_epoch = state["history"], state["epoch"]
