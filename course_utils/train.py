@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from course_utils import distributed
 from course_utils.augment import SimCLRAugment
-from course_utils.data import IMAGE_SETS, batches, load_images
+from course_utils.data import IMAGE_SETS, batches, cache_dir, load_images
 from course_utils.losses import nt_xent
 from course_utils.models import ProjectionHead, resnet18_cifar
 from course_utils.probe import extract_features, knn_accuracy
@@ -35,6 +35,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # not what it learns: a checkpoint resumes under other values of these (a copy on Google Drive,
 # another GPU's precision, another progress or kNN-monitor setting). Every other field must match.
 RESUMABLE_ACROSS = frozenset({"checkpoint", "progress", "precision", "knn_k", "knn_temperature"})
+DRIVE = Path("/content/drive/MyDrive")  # where Colab's drive.mount("/content/drive") puts Drive
 
 
 @dataclass
@@ -183,6 +184,16 @@ def configure_optimizer(model: nn.Module, config: SimCLRConfig) -> torch.optim.O
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+
+
+def checkpoint_dir(drive: Path = DRIVE) -> Path:
+    """Where long runs keep checkpoints: `learning-at-scale/` on Google Drive when it is mounted
+    (a recycled Colab runtime resumes from there), else the course data cache."""
+    if not drive.is_dir():
+        return cache_dir()
+    folder = drive / "learning-at-scale"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _save_atomic(state: dict, path: Path) -> None:

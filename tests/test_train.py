@@ -141,6 +141,16 @@ def test_auto_precision_resumes_on_a_gpu_with_another_precision(
     assert torch.load(path, weights_only=False)["scaler"]["scale"] > 0
 
 
+def test_checkpoints_go_to_google_drive_when_it_is_mounted(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "cache"))
+    drive = tmp_path / "drive" / "MyDrive"
+    assert train.checkpoint_dir(drive) == tmp_path / "cache"  # not mounted: the data cache
+    drive.mkdir(parents=True)  # drive.mount("/content/drive") made it
+    folder = train.checkpoint_dir(drive)
+    assert folder == drive / "learning-at-scale" and folder.is_dir()
+    assert train.checkpoint_dir(drive) == folder  # a second call finds the same folder
+
+
 def test_learning_rate_follows_warmup_then_cosine(digits) -> None:
     config = _config(epochs=4, warmup_epochs=1.0)
     run = train_simclr(config, digits[0])
