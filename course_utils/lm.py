@@ -3,6 +3,7 @@ sliding-window perplexity of causal LMs, and tiny offline models of both kinds."
 
 from __future__ import annotations
 
+import inspect
 import math
 import tempfile
 from collections.abc import Sequence
@@ -284,6 +285,18 @@ def _wordpiece_tokenizer(lines: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL_TOKENS)
 
 
+def _as_device(device: torch.device | str) -> torch.device:
+    """`device` as a torch.device; a clear error for anything that does not name one."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device must name a torch device such as 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}"
+        ) from err
+
+
 def train_mlm(
     model: torch.nn.Module,
     tokenizer,
@@ -357,16 +370,20 @@ def tiny_mlm(
     mlm_probability: float = 0.15,
     seed: int = 0,
     directory: str | Path | None = None,
+    device: torch.device | str = "cpu",
 ):
     """A WordPiece tokenizer and a small `BertForMaskedLM` built from `corpus` (one sequence per line).
 
-    Trains `steps` steps of masked modelling, saves both with `save_pretrained` into `directory`
-    (a temporary one if None) and returns `(model, tokenizer)` reloaded with `from_pretrained`.
+    Trains `steps` steps of masked modelling on `device`, saves both with `save_pretrained` into
+    `directory` (a temporary one if None) and returns `(model, tokenizer)` reloaded with
+    `from_pretrained`, the model on `device`. The same seed gives the same model on any device up
+    to the device's rounding: masks and batches are drawn on the CPU.
     """
     from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM
 
     if not isinstance(corpus, str):
         raise TypeError(f"corpus must be a str, got {type(corpus).__name__}")
+    dev = _as_device(device)
     lines = [line for line in corpus.splitlines() if line.strip()]
     if not lines:
         raise ValueError("corpus must hold at least one non-empty line")
@@ -382,7 +399,7 @@ def tiny_mlm(
         max_position_embeddings=max_length,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model = BertForMaskedLM(config)
+    model = BertForMaskedLM(config).to(dev)
     train_mlm(
         model,
         tokenizer,
@@ -397,7 +414,7 @@ def tiny_mlm(
         path = Path(directory) if directory is not None else Path(tmp)
         tokenizer.save_pretrained(path)
         model.save_pretrained(path)
-        loaded = AutoModelForMaskedLM.from_pretrained(path).eval()
+        loaded = AutoModelForMaskedLM.from_pretrained(path).to(dev).eval()
         return loaded, AutoTokenizer.from_pretrained(path)
 
 
@@ -406,12 +423,23 @@ def tiny_mlm(
 # ---------------------------------------------------------------------------------------------
 
 
+def _no_cache(model: torch.nn.Module) -> dict[str, bool]:
+    """`use_cache=False` for a model whose forward takes it (causal LMs), else nothing.
+
+    One forward per window needs no key/value cache. Masked LMs have no such argument: transformers
+    4.x raises a TypeError when given one, 5.x swallows it.
+    """
+    return (
+        {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+    )
+
+
 def _logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Logits (B, L, V) of a Hugging Face causal LM or of a module that returns logits."""
     from transformers import PreTrainedModel
 
     if isinstance(model, PreTrainedModel):
-        return model(input_ids=ids, use_cache=False).logits
+        return model(input_ids=ids, **_no_cache(model)).logits
     out = model(ids)
     return out if isinstance(out, torch.Tensor) else out.logits
 

@@ -25,13 +25,18 @@ from tqdm.auto import tqdm
 
 from course_utils import distributed
 from course_utils.augment import SimCLRAugment
-from course_utils.data import IMAGE_SETS, batches, load_images
+from course_utils.data import IMAGE_SETS, batches, cache_dir, load_images
 from course_utils.losses import nt_xent
 from course_utils.models import ProjectionHead, resnet18_cifar
 from course_utils.probe import extract_features, knn_accuracy
 from course_utils.runtime import device, seed_everything
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# Fields that say where a run is saved, how it is watched and which precision the hardware runs,
+# not what it learns: a checkpoint resumes under other values of these (a copy on Google Drive,
+# another GPU's precision, another progress or kNN-monitor setting). Every other field must match.
+RESUMABLE_ACROSS = frozenset({"checkpoint", "progress", "precision", "knn_k", "knn_temperature"})
+DRIVE = Path("/content/drive/MyDrive")  # where Colab's drive.mount("/content/drive") puts Drive
 
 
 @dataclass
@@ -182,6 +187,16 @@ def configure_optimizer(model: nn.Module, config: SimCLRConfig) -> torch.optim.O
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
 
 
+def checkpoint_dir(drive: Path = DRIVE) -> Path:
+    """Where long runs keep checkpoints: `learning-at-scale/` on Google Drive when it is mounted
+    (a recycled Colab runtime resumes from there), else the course data cache."""
+    if not drive.is_dir():
+        return cache_dir()
+    folder = drive / "learning-at-scale"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def _save_atomic(state: dict, path: Path) -> None:
     part = path.with_name(path.name + ".part")
     torch.save(state, part)
@@ -295,7 +310,7 @@ def train_simclr(
         differ = [
             f.name
             for f in fields(SimCLRConfig)
-            if f.name != "progress" and getattr(saved, f.name) != getattr(config, f.name)
+            if f.name not in RESUMABLE_ACROSS and getattr(saved, f.name) != getattr(config, f.name)
         ]
         if differ:
             raise ValueError(
@@ -310,7 +325,10 @@ def train_simclr(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        # Saved without loss scaling (bf16 or fp32): an fp16 run starts from a fresh scale. Saved
+        # under fp16 and resumed without it: the disabled scaler ignores the state.
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
         shuffle_rng.set_state(state["shuffle_rng"].cpu())
         augment_rng.set_state(state["augment_rng"][rank].cpu())  # every rank its own stream
         history, start_epoch = state["history"], state["epoch"]

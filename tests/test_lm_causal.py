@@ -269,3 +269,36 @@ def test_huggingface_masked_lm_rejected(ids):
     )
     with pytest.raises(ValueError, match="pseudo_perplexity"):
         perplexity(BertForMaskedLM(config), ids, context_length=8, stride=4)
+
+
+def test_masked_lm_with_transformers_4_signature_rejected(ids):
+    # transformers 4.x declares BertForMaskedLM.forward with named arguments only (no use_cache,
+    # no **kwargs): passing use_cache=False to it was a TypeError instead of the clear ValueError.
+    from transformers import BertConfig, BertForMaskedLM
+
+    class BertForMaskedLM4(BertForMaskedLM):
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None):
+            return super().forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                labels=labels,
+            )
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    with pytest.raises(ValueError, match="pseudo_perplexity"):
+        perplexity(BertForMaskedLM4(config), ids, context_length=8, stride=4)
+
+
+def test_causal_lm_forwards_run_without_a_key_value_cache(tmp_path):
+    lm = tiny_causal_lm(tmp_path, vocab_size=50, hidden_size=32, num_layers=1, num_heads=4)
+    calls = []
+    lm.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs), with_kwargs=True
+    )
+    text = torch.randint(0, 50, (20,), generator=torch.Generator().manual_seed(3))
+    perplexity(lm, text, context_length=8, stride=4)
+    assert calls and all(kwargs.get("use_cache") is False for kwargs in calls)

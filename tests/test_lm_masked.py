@@ -315,3 +315,47 @@ def test_pll_rejects_a_causal_model(mlm, kind):
         causal = BertLMHeadModel(config.__class__(**config.to_dict() | {"is_decoder": True}))
     with pytest.raises(ValueError, match="causal"):
         pseudo_log_likelihood(causal, tokenizer, TEXTS)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, "cpu"),  # the default, as before the argument existed
+        ({"device": "cpu"}, "cpu"),
+        ({"device": "meta"}, "meta"),  # meta: a device other than the CPU, as a GPU would be
+        ({"device": torch.device("meta")}, "meta"),
+    ],
+)
+def test_tiny_mlm_trains_on_the_device_asked(monkeypatch, kwargs, expected):
+    import course_utils.lm as lm
+
+    class Stop(Exception):
+        pass
+
+    devices = []
+
+    def spy(model, *args, **kwargs):
+        devices.append(next(model.parameters()).device)
+        raise Stop
+
+    monkeypatch.setattr(lm, "train_mlm", spy)
+    with pytest.raises(Stop):
+        tiny_mlm(CORPUS, vocab_size=150, hidden_size=32, max_length=128, **kwargs)
+    assert devices == [torch.device(expected)]
+
+
+def test_tiny_mlm_returns_the_model_on_its_device():
+    model, tokenizer = tiny_mlm(
+        CORPUS, vocab_size=150, hidden_size=32, max_length=128, steps=2, device="cpu"
+    )
+    assert {p.device for p in model.parameters()} == {torch.device("cpu")}
+    assert not model.training
+
+
+@pytest.mark.parametrize(
+    ("device", "error", "match"),
+    [(0.5, TypeError, "device must be a str or torch.device"), ("gpu", ValueError, "'gpu'")],
+)
+def test_tiny_mlm_bad_device(device, error, match):
+    with pytest.raises(error, match=match):
+        tiny_mlm(CORPUS, device=device)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -81,6 +82,73 @@ def test_resume_with_another_config_is_refused(tmp_path, digits) -> None:
     train_simclr(_config(epochs=1, checkpoint=path), digits[0])
     with pytest.raises(ValueError, match="different config.*temperature"):
         train_simclr(_config(epochs=1, checkpoint=path, temperature=0.2), digits[0])
+
+
+def _interrupted_after_first_epoch(config: SimCLRConfig, images: torch.Tensor) -> None:
+    """Train `config` until a disconnect right after its first epoch's checkpoint."""
+
+    def disconnect(history) -> None:
+        raise Disconnect
+
+    with pytest.raises(Disconnect):
+        train_simclr(config, images, on_epoch=disconnect)
+
+
+def test_a_moved_checkpoint_resumes_under_other_monitoring_options(tmp_path, digits) -> None:
+    # Colab: the checkpoint is copied to Google Drive and resumed from there on a new runtime.
+    images = digits[0]
+    full = train_simclr(_config(epochs=2), images)
+    _interrupted_after_first_epoch(_config(epochs=2, checkpoint=str(tmp_path / "vm.pt")), images)
+    drive = tmp_path / "drive" / "MyDrive"
+    drive.mkdir(parents=True)
+    shutil.copy(tmp_path / "vm.pt", drive / "simclr.pt")
+    moved = _config(epochs=2, checkpoint=str(drive / "simclr.pt"), knn_k=5, knn_temperature=0.2)
+    resumed = train_simclr(moved, images)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
+    for a, b in zip(full.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # bitwise the uninterrupted run: nothing restarted
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")  # fp16 skips overflowing steps
+@pytest.mark.parametrize(
+    ("saved", "resumed"), [("fp32", "fp16"), ("bf16", "fp16"), ("fp16", "bf16"), ("fp16", "fp32")]
+)
+def test_resume_under_another_precision(tmp_path, digits, saved, resumed) -> None:
+    # A checkpoint of one GPU (bf16 on an A100) resumed on another (fp16 + loss scaling on a T4).
+    path = str(tmp_path / "p.pt")
+    _interrupted_after_first_epoch(_config(epochs=2, precision=saved, checkpoint=path), digits[0])
+    first = torch.load(path, weights_only=False)
+    run = train_simclr(_config(epochs=2, precision=resumed, checkpoint=path), digits[0])
+    assert run.history[0] == first["history"][0]  # epoch 1 came from the checkpoint
+    assert len(run.history) == 2 and math.isfinite(run.history[1]["loss"])
+    scaler = torch.load(path, weights_only=False)["scaler"]
+    assert (scaler != {}) == (resumed == "fp16")  # loss scaling follows the precision now in use
+    if resumed == "fp16" and saved != "fp16":
+        assert scaler["scale"] > 0  # a fresh scale, grown or backed off from its initial value
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")  # fp16 skips overflowing steps
+def test_auto_precision_resumes_on_a_gpu_with_another_precision(
+    monkeypatch, tmp_path, digits
+) -> None:
+    # precision="auto" in both configs: bf16 where saved (A100), fp16 where resumed (T4).
+    path = str(tmp_path / "auto.pt")
+    monkeypatch.setattr(train, "_precision", lambda config, dev: torch.bfloat16)
+    _interrupted_after_first_epoch(_config(epochs=2, checkpoint=path), digits[0])
+    monkeypatch.setattr(train, "_precision", lambda config, dev: torch.float16)
+    run = train_simclr(_config(epochs=2, checkpoint=path), digits[0])
+    assert [r["epoch"] for r in run.history] == [1, 2]
+    assert torch.load(path, weights_only=False)["scaler"]["scale"] > 0
+
+
+def test_checkpoints_go_to_google_drive_when_it_is_mounted(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "cache"))
+    drive = tmp_path / "drive" / "MyDrive"
+    assert train.checkpoint_dir(drive) == tmp_path / "cache"  # not mounted: the data cache
+    drive.mkdir(parents=True)  # drive.mount("/content/drive") made it
+    folder = train.checkpoint_dir(drive)
+    assert folder == drive / "learning-at-scale" and folder.is_dir()
+    assert train.checkpoint_dir(drive) == folder  # a second call finds the same folder
 
 
 def test_learning_rate_follows_warmup_then_cosine(digits) -> None:

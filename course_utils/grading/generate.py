@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -66,16 +67,39 @@ def assignment_name(master: Path) -> str:
     raise ValueError(f"{master}: no raw cell starting with '# ASSIGNMENT CONFIG'")
 
 
+# What `import otter` and `grader.check` need beyond what Colab already has (IPython, ipywidgets 7,
+# Jinja2, nbconvert, nbformat, pandas, PyYAML, requests, wrapt): installed with --no-deps, so that
+# otter-grader's own pins (ipywidgets 8, nbconvert[webpdf] with playwright, fica's Sphinx, jupytext,
+# python-on-whales, ~30 packages) leave Colab's environment alone. Ranges are otter's; a package
+# Colab already has within them is kept. tests/test_otter_install.py checks this line under
+# ipywidgets 7 with the rest of otter's dependencies unimportable.
+OTTER_RUNTIME_DEPS = (
+    '"fica>=0.4.1"',
+    '"ipylab>=1,<2"',
+    '"python-frontmatter>=1.3,<2"',
+    '"dill>=0.3"',
+)
+
+
+def otter_install_line() -> str:
+    """The student notebook's pip line: this otter-grader and only what `grader.check` needs."""
+    pinned = f"otter-grader=={version('otter-grader')}"
+    return f"%pip install -q --no-deps {pinned} {' '.join(OTTER_RUNTIME_DEPS)}"
+
+
+OTTER_LINE_RE = re.compile(r"^([ \t]*)%pip install[^\n]*\botter-grader\b[^\n]*$", re.MULTILINE)
+
+
 def with_otter_install(setup: str) -> str:
-    """The setup cell's source with a pinned otter-grader install after the course install line."""
-    if "otter-grader" in setup:
-        return setup
+    """The setup cell's source with `otter_install_line()` in place of the master's otter-grader
+    line, or after the course install line when the master has none."""
+    if OTTER_LINE_RE.search(setup):
+        return OTTER_LINE_RE.sub(lambda m: m.group(1) + otter_install_line(), setup, count=1)
     match = INSTALL_RE.search(setup)
     indent = setup[setup.rfind("\n", 0, match.start()) + 1 : match.start()]
     end = setup.find("\n", match.end())
     end = len(setup) if end == -1 else end
-    pin = f"%pip install -q otter-grader=={version('otter-grader')}"
-    return f"{setup[:end]}\n{indent}{pin}{setup[end:]}"
+    return f"{setup[:end]}\n{indent}{otter_install_line()}{setup[end:]}"
 
 
 def student_notebook(nb: nbformat.NotebookNode, name: str, repo: str) -> nbformat.NotebookNode:
