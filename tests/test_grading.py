@@ -13,6 +13,8 @@ import csv
 import json
 import os
 import re
+import shutil
+import subprocess
 import unicodedata
 import zipfile
 from collections.abc import Callable
@@ -519,3 +521,23 @@ def test_without_isolation_it_refuses_unless_told(
     )
     assert alice.status == "ok" and sum(alice.scores.values()) == 11, alice.feedback
     assert "WITHOUT isolation" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(UNSAFE, reason="needs bubblewrap")
+def test_a_python_under_tmp_stays_visible_in_the_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI may clone the course (and its .venv) under /tmp, where the sandbox mounts a private tmpfs.
+    env_dir = (
+        Path("/tmp") / tmp_path.relative_to("/tmp") if tmp_path.is_relative_to("/tmp") else None
+    )
+    if env_dir is None:
+        pytest.skip("pytest's temporary folder is not under /tmp")
+    (env_dir / "marker.txt").write_text("seen")
+    env_dir.chmod(0o755)
+    real = isolation._python_dirs()
+    monkeypatch.setattr(isolation, "_python_dirs", lambda: [*real, str(env_dir)])
+    launch = isolation.bwrap_launch(shutil.which("bwrap"))
+    probe = [*launch.command, "/bin/cat", str(env_dir / "marker.txt")]
+    run = subprocess.run(probe, capture_output=True, env=isolation.sandbox_env("ci"))
+    assert run.returncode == 0 and run.stdout == b"seen", run.stderr.decode()

@@ -155,11 +155,12 @@ def bwrap_launch(bwrap: str) -> Launch:
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
     cmd += ["--uid", str(NOBODY), "--gid", str(NOBODY), "--hostname", "sandbox"]
     cmd += [a for d in SYSTEM_DIRS if os.path.islink(d) for a in ("--symlink", os.readlink(d), d)]
+    # The private tmpfs first: a Python or checkout that lives under /tmp is then mounted on top.
+    for d in ("/tmp", SANDBOX_HOME):
+        cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", d]
     for source, dest in _bind_sources():
         cmd += ["--ro-bind", source, dest]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
-    for d in ("/tmp", SANDBOX_HOME):
-        cmd += ["--size", str(TMPFS_BYTES), "--tmpfs", d]
     cmd += ["--remount-ro", "/", "--chdir", SANDBOX_HOME]
     popen = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if run_as_nobody() else {}
     return Launch(cmd, popen)
