@@ -90,6 +90,15 @@ def main_first() -> Iterator[None]:
             barrier()
 
 
+def all_gather_object(obj: object) -> list:
+    """`obj` of every rank, in rank order (`[obj]` when there is one process)."""
+    if world_size() == 1:
+        return [obj]
+    gathered: list = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:
     """The mean of `value` over all ranks (a copy; `value` itself when there is one process)."""
     if world_size() == 1:

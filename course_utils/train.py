@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
@@ -29,7 +28,7 @@ from course_utils.data import IMAGE_SETS, batches, cache_dir, load_images
 from course_utils.losses import nt_xent
 from course_utils.models import ProjectionHead, resnet18_cifar
 from course_utils.probe import extract_features, knn_accuracy
-from course_utils.runtime import device, seed_everything
+from course_utils.runtime import autocast_dtype, device, seed_everything
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # Fields that say where a run is saved, how it is watched and which precision the hardware runs,
@@ -152,13 +151,10 @@ def build(
 
 
 def _precision(config: SimCLRConfig, dev: torch.device) -> torch.dtype:
-    if config.precision == "fp32" or (config.precision == "auto" and dev.type != "cuda"):
-        return torch.float32
+    """The autocast dtype of a run on `dev`: the configured one, or the device's best for "auto"."""
     if config.precision == "auto":
-        from course_utils.runtime import autocast_dtype
-
         return autocast_dtype(dev)
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.precision]
 
 
 def _schedule(config: SimCLRConfig, steps_per_epoch: int) -> Callable[[int], float]:
@@ -234,16 +230,6 @@ def _epoch_batches(
     shard = order[rank * per_rank : (rank + 1) * per_rank].to(data.device)
     for (index,) in batches(shard, batch_size=batch_size, shuffle=False, drop_last=True):
         yield data[index]
-
-
-def _gather_states(generator: torch.Generator) -> list[torch.Tensor]:
-    """Every rank's generator state, in rank order (one collective; one state without a group)."""
-    state = generator.get_state()
-    if distributed.world_size() == 1:
-        return [state]
-    states: list[torch.Tensor | None] = [None] * distributed.world_size()
-    dist.all_gather_object(states, state)
-    return states
 
 
 def train_simclr(
@@ -388,7 +374,9 @@ def train_simclr(
         if monitor is not None and distributed.is_main():
             row["knn"] = knn_monitor(model, monitor, config.knn_k, config.knn_temperature)
         history.append(row)
-        augment_states = _gather_states(augment_rng)  # every rank takes part
+        augment_states = distributed.all_gather_object(
+            augment_rng.get_state()
+        )  # every rank takes part
         if path is not None and distributed.is_main():
             _save_atomic(
                 {
