@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from course_utils.runtime import standin
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 TINYSHAKESPEARE_URL = (
@@ -125,6 +127,9 @@ def download(
     urls += [m for u in urls for m in MIRRORS.get(u, ()) if m not in urls]
     if retries < 1:
         raise ValueError(f"retries must be >= 1, got {retries}")
+    fake = standin(filename)
+    if fake is not None:  # a test's stand-in in the real format (COURSE_STANDINS): no checksum
+        return fake
     dest = cache_dir() / filename
     if dest.exists():
         if sha256sum(dest) == sha256:

@@ -198,6 +198,16 @@ def test_progress_bar_shows_the_file_and_its_size(server: Server, capsys, sleeps
     assert "file.bin" in err and "100%" in err and "102k" in err
 
 
+def test_standin_is_used_without_download_or_checksum(server, cache, monkeypatch, tmp_path) -> None:
+    standins = tmp_path / "standins"
+    standins.mkdir()
+    (standins / "file.bin").write_bytes(b"a stand-in in the real format")
+    monkeypatch.setenv("COURSE_STANDINS", str(standins))
+    assert data.download(server.url, "file.bin", SHA) == standins / "file.bin"
+    assert server.ranges == [] and not cache.exists()  # no request, nothing cached
+    assert data.download(server.url, "other.bin", SHA).read_bytes() == PAYLOAD  # no stand-in
+
+
 @pytest.mark.parametrize("url", [[], "", ["ok", 3]])
 def test_bad_url_argument(url) -> None:
     with pytest.raises(ValueError, match="url must be"):

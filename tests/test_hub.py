@@ -108,6 +108,19 @@ def test_local_folder_is_loaded_as_it_is(tmp_path) -> None:
     assert hub.from_pretrained(lambda name, **kw: (name, kw), str(tmp_path)) == (str(tmp_path), {})
 
 
+def test_standin_folder_replaces_the_hub_repository(monkeypatch, tmp_path) -> None:
+    folder = tmp_path / "hub" / "org" / "model" / "step1000"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("COURSE_STANDINS", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    got = hub.from_pretrained(
+        lambda n, **kw: (n, kw), "org/model", revision="step1000", cache_dir="c"
+    )
+    assert got == (str(folder), {"cache_dir": "c"})  # the folder, with no revision or Hub options
+    with pytest.raises(hub.HubUnavailableError):  # another revision has no stand-in: the Hub path
+        hub.from_pretrained(Recorder(), "org/model", revision="step2000")
+
+
 def test_pythia_offline_names_checkpoint_size_and_the_offline_suite(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(hub.HubUnavailableError) as info:

@@ -49,6 +49,55 @@ def test_profile_is_frozen_and_picks() -> None:
         runtime.Profile("laptop")
 
 
+@pytest.mark.parametrize(("value", "smoke"), [("1", True), ("0", False), ("", False)])
+def test_smoke_flag_from_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, smoke: bool
+) -> None:
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    monkeypatch.setenv("COURSE_SMOKE", value)
+    p = runtime.profile()
+    assert (p.name, p.smoke) == ("gpu", smoke)
+    assert ("smoke run" in str(p)) == smoke
+
+
+def test_smoke_flag_rejects_other_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COURSE_SMOKE", "yes please")
+    with pytest.raises(ValueError, match="COURSE_SMOKE must be 0 or 1"):
+        runtime.profile()
+
+
+def test_smoke_run_keeps_choices_and_shrinks_sizes() -> None:
+    smoke = runtime.Profile("gpu", smoke=True)
+    assert smoke.pick(ci="digits", cpu="digits", gpu="cifar10") == "cifar10"  # the gpu code path
+    assert smoke.size(ci=300, cpu=600, gpu=2000, smoke=5) == 5
+    assert smoke.size(ci=300, cpu=600, gpu=2000) == 300  # default: the ci size
+    assert smoke.size(ci=(1, 2), cpu=(3, 4), gpu=(5, 6), smoke=None) == (1, 2)
+    real = runtime.Profile("gpu")
+    assert real.size(ci=300, cpu=600, gpu=2000, smoke=5) == 2000
+    assert runtime.Profile("cpu").size(ci=300, cpu=600, gpu=2000, smoke=5) == 600
+
+
+def test_claims_fail_a_real_run_and_are_reported_in_a_smoke_run(capsys) -> None:
+    with pytest.raises(AssertionError, match="probe beats chance"):
+        with runtime.Profile("ci").claims():
+            assert 0.1 > 0.5, "probe beats chance"
+    with runtime.Profile("ci", smoke=True).claims():
+        assert 0.1 > 0.5, "probe beats chance"
+    assert "claim not checked at this size (probe beats chance)" in capsys.readouterr().out
+    with pytest.raises(ValueError):  # only failed asserts are forgiven, never errors
+        with runtime.Profile("ci", smoke=True).claims():
+            raise ValueError("a crash")
+
+
+def test_standin_only_under_the_test_variable(monkeypatch, tmp_path) -> None:
+    (tmp_path / "hub" / "org" / "model" / "main").mkdir(parents=True)
+    monkeypatch.delenv("COURSE_STANDINS", raising=False)
+    assert runtime.standin("hub", "org", "model", "main") is None
+    monkeypatch.setenv("COURSE_STANDINS", str(tmp_path))
+    assert runtime.standin("hub", "org", "model", "main") == tmp_path / "hub/org/model/main"
+    assert runtime.standin("hub", "org", "other", "main") is None
+
+
 def test_seed_everything_repeats_every_generator() -> None:
     def draw() -> tuple:
         g = runtime.seed_everything(7)
