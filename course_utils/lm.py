@@ -276,6 +276,13 @@ def _wordpiece_tokenizer(lines: list[str], vocab_size: int):
     tok.decoder = decoders.WordPiece()
     trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()))
     tok.train_from_iterator(lines, trainer=trainer)
+    # The trainer numbers tokens in hash-map order, which changes from process to process: renumber
+    # them (special tokens first, then alphabetically) so a corpus always gives the same ids.
+    specials = list(SPECIAL_TOKENS.values())
+    ordered = specials + sorted(set(tok.get_vocab()) - set(specials))
+    tok.model = models.WordPiece(
+        {t: i for i, t in enumerate(ordered)}, unk_token=SPECIAL_TOKENS["unk_token"]
+    )
     cls, sep = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
     tok.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",

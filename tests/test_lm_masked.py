@@ -1,7 +1,10 @@
 """course_utils.lm, masked side: BERT masking, batched pseudo-log-likelihood, the tiny offline MLM."""
 
 import copy
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,6 +12,7 @@ import torch.nn.functional as F
 
 from course_utils.data import load_text
 from course_utils.lm import (
+    SPECIAL_TOKENS,
     mask_tokens,
     pseudo_log_likelihood,
     pseudo_perplexity,
@@ -190,6 +194,27 @@ def test_tiny_mlm_round_trip_through_a_local_directory(tmp_path):
     assert tokenizer.mask_token == "[MASK]" and len(tokenizer) <= 150
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(**enc).logits, model(**enc).logits)
+
+
+def test_tiny_mlm_is_reproducible_across_processes(tmp_path):
+    # the tokenizers trainer numbers tokens in hash-map order, seeded per process: ids must not depend on it
+    script = (
+        "import sys, json; from course_utils.lm import tiny_mlm; "
+        "m, t = tiny_mlm(sys.argv[1], vocab_size=150, hidden_size=32, steps=2); "
+        "print(json.dumps([t.get_vocab(), m.bert.embeddings.word_embeddings.weight.sum().item()]))"
+    )
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script, CORPUS], capture_output=True, text=True, check=True
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    _, tokenizer = tiny_mlm(CORPUS, vocab_size=150, hidden_size=32)
+    assert tokenizer.get_vocab() == runs[0][0]  # and in this process too
+    assert [tokenizer.convert_ids_to_tokens(i) for i in range(5)] == list(SPECIAL_TOKENS.values())
 
 
 def test_train_mlm_lowers_the_masked_loss(mlm):
