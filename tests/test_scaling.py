@@ -404,6 +404,20 @@ def test_evaluate_suite_matches_direct_perplexity_and_resumes(suite, tmp_path, m
     assert loads == []  # everything read back from the CSV
 
 
+def test_evaluate_suite_offline_fails_fast_with_the_hub_error(tmp_path, monkeypatch):
+    """Lesson 06 section 6 skips on HubUnavailableError: offline, the real suite raises it (naming
+    the model and the offline alternative) before any CSV is written."""
+    from course_utils.hub import HubUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("COURSE_STANDINS", raising=False)
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "cache"))  # an empty Hugging Face cache
+    path = tmp_path / "pythia.csv"
+    with pytest.raises(HubUnavailableError, match=r"'EleutherAI/pythia-70m'.*Offline alternative"):
+        evaluate_suite(["70m"], [53_000], "text " * 20, csv_path=path, context_length=16, stride=8)
+    assert not path.exists()
+
+
 def test_evaluate_suite_rejects_bad_input(suite, tmp_path):
     root, _ = suite
     kwargs = dict(context_length=16, stride=8, root=root, encode=encode_bytes)

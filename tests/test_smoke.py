@@ -28,7 +28,9 @@ def smoke_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     base = tmp_path_factory.mktemp("smoke")
     return {
         "COURSE_SMOKE": "1",
-        "COURSE_STANDINS": str(standins.build(base / "standins", pythia_steps=(1000, 143_000))),
+        "COURSE_STANDINS": str(
+            standins.build(base / "standins", pythia_steps=(1000, 53_000, 143_000))
+        ),
         "COURSE_DATA": str(base / "cache"),  # never the user's cache (a smoke checkpoint there
         "HF_HUB_OFFLINE": "1",  # would be found by a real run)
         "OMP_NUM_THREADS": "1",
