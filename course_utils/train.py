@@ -422,12 +422,13 @@ class SupervisedRun:
 
     model: SimCLR
     history: list[dict[str, float]]
+    dtype: torch.dtype = torch.float32  # the autocast dtype it was trained (and is evaluated) in
 
     @torch.no_grad()
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """Accuracy of the classifier on uint8 `images`."""
         head = nn.Sequential(self.model.encoder, self.model.head)
-        logits = extract_features(head, images, preprocess=self.model.normalize)
+        logits = extract_features(head, images, preprocess=self.model.normalize, dtype=self.dtype)
         return (logits.argmax(1) == labels.to(logits.device)).float().mean().item()
 
 
@@ -465,9 +466,9 @@ def train_supervised(
     model.head = nn.Linear(model.encoder.feature_dim, num_classes)
     model, augment = model.to(dev), augment.to(dev)
     x, y = images.to(dev), labels.to(dev)
-    run = SupervisedRun(model, [])
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     amp_dtype = _precision(config, dev)  # the same mixed precision as SimCLR pretraining
+    run = SupervisedRun(model, [], amp_dtype)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
     shuffle_rng = torch.Generator().manual_seed(config.seed)
     best, best_state, waited, step = -1.0, None, 0, 0

@@ -121,21 +121,25 @@ def test_extract_features_refuses_an_unknown_dtype() -> None:
         extract_features(torch.nn.Flatten(), torch.zeros(2, 1, 4, 4), dtype=torch.int8)
 
 
-def test_train_supervised_trains_in_the_configured_precision(monkeypatch) -> None:
+def test_train_supervised_trains_and_evaluates_in_the_configured_precision(monkeypatch) -> None:
     config, images, (_, labels, val_x, val_y) = _tiny_run_inputs()
-    seen: list[torch.dtype] = []
+    seen: list[tuple[bool, torch.dtype]] = []  # (training mode, dtype) of each forward
     original = train.build
 
     def build_and_watch(*args, **kwargs):
         model, augment = original(*args, **kwargs)
         first_conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d))
         first_conv.register_forward_hook(
-            lambda module, args, out: seen.append(out.dtype) if module.training else None
+            lambda module, args, out: seen.append((module.training, out.dtype))
         )
         return model, augment
 
     monkeypatch.setattr(train, "build", build_and_watch)
-    train.train_supervised(
+    run = train.train_supervised(
         replace(config, precision="bf16"), images, labels, val_x, val_y, eval_every=1, max_steps=2
     )
-    assert seen and set(seen) == {torch.bfloat16}  # every training forward under bf16 autocast
+    run.accuracy(val_x, val_y)
+    # training steps and validation passes both ran, all under bf16 autocast
+    assert {mode for mode, _ in seen} == {True, False}
+    assert {dtype for _, dtype in seen} == {torch.bfloat16}
+    assert run.dtype == torch.bfloat16
