@@ -1,5 +1,7 @@
 """Mixed precision: bf16 only where a GPU runs it natively, fp16 below, fp32 on the CPU."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -61,3 +63,83 @@ def test_an_explicit_precision_is_kept(fake_gpu, precision: str, expected) -> No
     fake_gpu((7, 5))
     config = train.SimCLRConfig(precision=precision)
     assert train._precision(config, torch.device("cuda")) == expected
+
+
+def _tiny_run_inputs() -> tuple[train.SimCLRConfig, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A tiny SimCLR config, 64 training images and a kNN monitor set (digits, offline)."""
+    from course_utils.data import load_images
+
+    images, labels = load_images("digits", "train")
+    config = train.SimCLRConfig(
+        epochs=1, batch_size=32, width=4, proj_hidden=8, proj_dim=4, knn_k=5, progress=False
+    )
+    return config, images[:64], (images[:64], labels[:64], images[64:96], labels[64:96])
+
+
+def _encoder_output_dtypes(model: torch.nn.Module) -> list[torch.dtype]:
+    """Record the dtype of every output of the encoder's first convolution from now on."""
+    seen: list[torch.dtype] = []
+    first_conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_knn_monitor_runs_the_encoder_in_the_given_precision(dtype) -> None:
+    config, images, monitor = _tiny_run_inputs()
+    model, _ = train.build(config, images)
+    seen = _encoder_output_dtypes(model)
+    accuracy = train.knn_monitor(model, monitor, k=5, temperature=0.1, dtype=dtype)
+    assert 0 <= accuracy <= 1
+    assert seen and set(seen) == {dtype}  # bf16 convolutions under autocast; fp32 without it
+
+
+@pytest.mark.parametrize(
+    ("precision", "expected"), [("auto", torch.float32), ("bf16", torch.bfloat16)]
+)
+def test_train_simclr_monitors_in_its_training_precision(monkeypatch, precision, expected) -> None:
+    # On the CPU "auto" is fp32 (no autocast); an explicit bf16 run monitors in bf16 too, as a run
+    # on a T4 ("auto" = fp16, see above) monitors in fp16.
+    config, images, monitor = _tiny_run_inputs()
+    calls: list[torch.dtype] = []
+    original = train.knn_monitor
+
+    def spy(model, monitor, k, temperature, dtype=torch.float32):
+        calls.append(dtype)
+        return original(model, monitor, k, temperature, dtype=dtype)
+
+    monkeypatch.setattr(train, "knn_monitor", spy)
+    run = train.train_simclr(replace(config, precision=precision), images, monitor=monitor)
+    assert calls == [expected]
+    assert 0 <= run.history[0]["knn"] <= 1
+
+
+def test_extract_features_refuses_an_unknown_dtype() -> None:
+    from course_utils.probe import extract_features
+
+    with pytest.raises(ValueError, match="dtype"):
+        extract_features(torch.nn.Flatten(), torch.zeros(2, 1, 4, 4), dtype=torch.int8)
+
+
+def test_train_supervised_trains_and_evaluates_in_the_configured_precision(monkeypatch) -> None:
+    config, images, (_, labels, val_x, val_y) = _tiny_run_inputs()
+    seen: list[tuple[bool, torch.dtype]] = []  # (training mode, dtype) of each forward
+    original = train.build
+
+    def build_and_watch(*args, **kwargs):
+        model, augment = original(*args, **kwargs)
+        first_conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_hook(
+            lambda module, args, out: seen.append((module.training, out.dtype))
+        )
+        return model, augment
+
+    monkeypatch.setattr(train, "build", build_and_watch)
+    run = train.train_supervised(
+        replace(config, precision="bf16"), images, labels, val_x, val_y, eval_every=1, max_steps=2
+    )
+    run.accuracy(val_x, val_y)
+    # training steps and validation passes both ran, all under bf16 autocast
+    assert {mode for mode, _ in seen} == {True, False}
+    assert {dtype for _, dtype in seen} == {torch.bfloat16}
+    assert run.dtype == torch.bfloat16
