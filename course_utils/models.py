@@ -150,16 +150,40 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        allowed: torch.Tensor | None,
+        *,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Output (B, T, C) and, with `need_weights`, the weights (B, heads, T, T), else None.
+
+        Query t may attend to key s where `allowed[b, t, s]` (a (B, T, T) boolean pattern; None:
+        every key) and, with `causal`, s <= t.
+        """
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (z.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for z in (q, k, v))
-        scores = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])
-        scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-        weights = F.softmax(scores, dim=-1)  # (B, heads, T, T): what the heatmaps show
-        y = (weights @ v).transpose(1, 2).reshape(B, T, C)
-        return self.proj(y), weights
+        tril = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        if causal and allowed is not None:  # SDPA takes a mask or the causal flag, not both
+            allowed, causal = allowed & tril, False
+        if need_weights:  # the textbook formula, materialising the (T, T) weights the heatmaps show
+            keep = torch.ones_like(tril) if allowed is None else allowed[:, None]
+            keep = keep & tril if causal else keep
+            scores = q @ k.transpose(-2, -1) / math.sqrt(k.shape[-1])
+            weights = F.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1)
+            y = weights @ v
+        else:
+            # Training and scoring: the fused kernel computes the same softmax(q k^T / sqrt(d)) v
+            # block by block without storing the (T, T) weights (flash / memory-efficient
+            # attention on a GPU, less memory and time); `is_causal` lets it skip the future.
+            mask = allowed[:, None] if allowed is not None else None
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+            weights = None
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), weights
 
 
 class Block(nn.Module):
@@ -174,8 +198,16 @@ class Block(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, weights = self.attn(self.ln1(x), allowed)
+    def forward(
+        self,
+        x: torch.Tensor,
+        allowed: torch.Tensor | None,
+        *,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Block output, and the attention weights when `need_weights` (see SelfAttention)."""
+        a, weights = self.attn(self.ln1(x), allowed, causal=causal, need_weights=need_weights)
         x = x + a
         return x + self.mlp(self.ln2(x)), weights
 
@@ -226,11 +258,15 @@ class TinyTransformer(nn.Module):
             raise ValueError(f"idx must be (batch, length) token ids, got shape {tuple(idx.shape)}")
         if idx.shape[1] > self.max_len:
             raise ValueError(f"sequence length {idx.shape[1]} exceeds max_len={self.max_len}")
-        allowed = attention_pattern(self.attention, idx, self.mask_token_id)
+        # The pattern as SDPA takes it: a flag for causal, no mask for all-to-all, a boolean
+        # pattern only where keys are hidden ([MASK] keys of a bidirectional model).
+        causal = self.attention == "causal"
+        hides_keys = self.attention == "bidirectional" and self.mask_token_id is not None
+        allowed = attention_pattern(self.attention, idx, self.mask_token_id) if hides_keys else None
         x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
         maps = []
         for block in self.blocks:
-            x, weights = block(x, allowed)
+            x, weights = block(x, allowed, causal=causal, need_weights=return_attention)
             maps.append(weights)
         x = self.ln_f(x)
         return (x, maps) if return_attention else x

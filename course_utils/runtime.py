@@ -42,6 +42,19 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype:
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
+def grad_scaler(device: torch.device | str, dtype: torch.dtype) -> torch.amp.GradScaler:
+    """The GradScaler for training on `device` under autocast `dtype`: enabled for fp16 on CUDA only.
+
+    fp16 has 5 exponent bits: small gradients underflow to 0 unless the loss is scaled up first;
+    bf16 has fp32's exponent range and fp32 needs nothing, so their scaler is a pass-through.
+    """
+    if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"dtype must be torch.float16, bfloat16 or float32, got {dtype}")
+    dev = torch.device(device)
+    enabled = dtype == torch.float16 and dev.type == "cuda" and torch.cuda.is_available()
+    return torch.amp.GradScaler("cuda" if dev.type == "cuda" else "cpu", enabled=enabled)
+
+
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put `model` in eval mode for a block, then restore the training mode it had."""

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from course_utils import models
 from course_utils.models import TinyTransformer, attention_pattern
 
 VOCAB, T = 13, 10
@@ -59,20 +60,58 @@ def test_attention_maps_shapes_and_patterns():
         assert zero_future == (attention == "causal")
 
 
+def softmax_attention(attn, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Reference: softmax(q k^T / sqrt(d)) v with the (T, T) weights written out, then the output
+    projection; `allowed` (B, T, T) says which keys each query may see."""
+    B, T, C = x.shape
+    q, k, v = (z.view(B, T, 4, C // 4).transpose(1, 2) for z in attn.qkv(x).split(C, dim=2))
+    scores = (q @ k.transpose(-2, -1)) / (C // 4) ** 0.5
+    weights = scores.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)
+    return attn.proj((weights @ v).transpose(1, 2).reshape(B, T, C))
+
+
 @pytest.mark.parametrize("attention", ["causal", "bidirectional", "full"])
-def test_attention_matches_torch_sdpa(attention):
-    """Reference: torch's fused scaled_dot_product_attention with the same boolean mask."""
+def test_sdpa_matches_the_materialised_softmax(attention):
+    """The fused path (training, scoring) and the weights path (figures) compute the same attention."""
     model = build(attention, **({"mask_token_id": 0} if attention == "bidirectional" else {}))
     idx = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(5))
+    idx[:, [3, 6]] = 0  # [MASK] keys for the bidirectional model, ordinary tokens for the others
     attn = model.blocks[0].attn
-    x = torch.randn(2, T, 32)
+    x = torch.randn(2, T, 32, generator=torch.Generator().manual_seed(6))
     allowed = attention_pattern(attention, idx, model.mask_token_id)
     with torch.no_grad():
-        got, _ = attn(x, allowed)
-        q, k, v = (z.view(2, T, 4, 8).transpose(1, 2) for z in attn.qkv(x).split(32, dim=2))
-        ref = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
-        ref = attn.proj(ref.transpose(1, 2).reshape(2, T, 32))
-    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)  # float32 kernels differ ~1e-7
+        ref = softmax_attention(attn, x, allowed)
+        # as encode() calls it: a flag for causal, no mask for all-to-all, the pattern otherwise
+        causal = attention == "causal"
+        fused, none = attn(x, None if causal or attention == "full" else allowed, causal=causal)
+        explicit, _ = attn(x, allowed)  # the pattern as an explicit mask (the causal one too)
+        materialised, weights = attn(x, allowed, need_weights=True)
+        hidden, maps = model.encode(idx), model.encode(idx, return_attention=True)
+    assert none is None and weights.shape == (2, 4, T, T)
+    for got in (fused, explicit, materialised):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)  # float32 kernels differ ~1e-7
+    torch.testing.assert_close(hidden, maps[0], atol=1e-5, rtol=1e-5)
+    only_first = torch.zeros_like(allowed)
+    only_first[..., 0] = True  # every query sees key 0 only: a different pattern, another output
+    with torch.no_grad():
+        assert (attn(x, only_first)[0] - ref).abs().max() > 1e-3
+
+
+def test_training_forward_uses_sdpa_and_only_figures_materialise(monkeypatch):
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("is_causal"))
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(models.F, "scaled_dot_product_attention", counting)
+    idx = torch.randint(0, VOCAB, (2, T), generator=torch.Generator().manual_seed(7))
+    model = build("causal").train()
+    F.cross_entropy(model(idx).flatten(0, 1), idx.flatten()).backward()
+    assert calls == [True, True]  # one fused call per layer, with the causal flag
+    maps = model.attention_maps(idx)
+    assert len(calls) == 2 and [m.shape for m in maps] == [(2, 4, T, T)] * 2
 
 
 def test_generate_appends_tokens_and_needs_causal():

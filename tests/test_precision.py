@@ -143,3 +143,26 @@ def test_train_supervised_trains_and_evaluates_in_the_configured_precision(monke
     assert {mode for mode, _ in seen} == {True, False}
     assert {dtype for _, dtype in seen} == {torch.bfloat16}
     assert run.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(("name", "capability", "expected"), GPUS, ids=[g[0] for g in GPUS])
+def test_lesson_amp_scales_the_loss_for_fp16_only(fake_gpu, name, capability, expected) -> None:
+    """Lesson 04's loop: autocast_dtype picks the precision, grad_scaler the loss scaling."""
+    fake_gpu(capability)
+    dtype = runtime.autocast_dtype("cuda")
+    scaler = runtime.grad_scaler("cuda", dtype)
+    assert dtype == expected
+    assert scaler.is_enabled() == (expected == torch.float16)  # T4/V100: fp16 + GradScaler
+
+
+def test_grad_scaler_is_a_pass_through_on_the_cpu() -> None:
+    scaler = runtime.grad_scaler("cpu", runtime.autocast_dtype("cpu"))
+    assert not scaler.is_enabled()
+    loss = torch.tensor(2.5)
+    assert scaler.scale(loss) is loss  # disabled: the loss is not multiplied
+    assert not runtime.grad_scaler("cpu", torch.float16).is_enabled()  # no CUDA, no scaling
+
+
+def test_grad_scaler_rejects_a_non_float_dtype() -> None:
+    with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
+        runtime.grad_scaler("cpu", torch.int8)
