@@ -1,9 +1,10 @@
-"""Colab links and install cells, stamped into every notebook and the README from one repository URL."""
+"""Colab links and the install cell, stamped into every notebook and the README from one repository URL."""
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
@@ -38,12 +39,47 @@ def badge(relative_path: str, repo: str) -> str:
 
 
 def install_line(repo: str) -> str:
-    """The Colab pip line that installs the course library from the repository."""
+    """The pip line that installs the course library from the repository."""
     return f'%pip install -q "learning-at-scale @ git+{repo}"'
 
 
+# Every notebook's first code cell, library-free: it runs before the course is importable.
+INSTALL_CELL = """\
+import contextlib
+import importlib.metadata as metadata
+import importlib.util
+
+spec = importlib.util.find_spec("course_utils")
+if spec is None:  # Colab, Kaggle, a fresh Jupyter: install the course
+    # Pin the torch and torchvision already installed: pip keeps them (and their CUDA build).
+    keep = []
+    for name in ("torch", "torchvision"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            keep.append(f"{{name}}=={{metadata.version(name)}}")
+    pins = " ".join(keep)
+    {install} {{pins}}
+{extra}    print(f"installed the course library, kept {{pins or 'no preinstalled torch'}}")
+else:
+    print(f"nothing installed: course_utils is at {{spec.origin}}")
+"""
+EXTRA_PIP_RE = re.compile(r"^[ \t]*(%pip install (?!-q \"learning-at-scale)[^\n]*)$", re.MULTILINE)
+
+
+def install_cell(repo: str, extra: Sequence[str] = ()) -> str:
+    """The first code cell of every notebook: install the course where `course_utils` is not
+    importable, keep the platform's torch and torchvision, and print what it did. `extra`: further
+    pip lines run after the course's (the exercises' otter-grader)."""
+    lines = "".join(f"    {line}\n" for line in extra)
+    return INSTALL_CELL.format(install=install_line(repo), extra=lines).rstrip("\n")
+
+
+def extra_pip_lines(source: str) -> list[str]:
+    """The pip lines of an install cell other than the course's own, in order."""
+    return EXTRA_PIP_RE.findall(source)
+
+
 def stamp(path: Path, repo: str) -> bool:
-    """Rewrite the badge and install line of one notebook; return whether it changed."""
+    """Rewrite the badges and the install cell of one notebook; return whether it changed."""
     nb = nbformat.read(path, as_version=4)
     relative = path.resolve().relative_to(ROOT).as_posix()
     changed = False
@@ -51,8 +87,8 @@ def stamp(path: Path, repo: str) -> bool:
         new = cell.source
         if cell.cell_type == "markdown":
             new = BADGE_RE.sub(lambda _: badge(relative, repo), new)
-        elif cell.cell_type == "code":
-            new = INSTALL_RE.sub(lambda _: install_line(repo), new)
+        elif cell.cell_type == "code" and INSTALL_RE.search(new):
+            new = install_cell(repo, extra_pip_lines(new))
         if new != cell.source:
             cell.source, changed = new, True
     if changed:

@@ -7,6 +7,10 @@ process group is initialised, so single-process code needs no branch.
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -139,3 +143,55 @@ def all_gather_with_grad(t: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return t
     return _AllGatherWithGrad.apply(t)
+
+
+class NotEnoughGPUsError(ValueError):
+    """A torchrun launch asks for more processes than this machine has GPUs."""
+
+
+def torchrun_command(nproc: int, module: str, **flags: object) -> list[str]:
+    """torchrun (with this Python) running `python -m module` on `nproc` processes of this machine;
+    `flags` become `--flag-name value`, True `--flag-name`, False `--no-flag-name`."""
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise ValueError(f"nproc must be an int >= 1, got {nproc!r}")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", module]
+    for name, value in flags.items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            command.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            command += [f"--{flag}", str(value)]
+    return command
+
+
+def check_gpus(nproc: int) -> None:
+    """Raise NotEnoughGPUsError when CUDA is present with fewer GPUs than `nproc` (NCCL needs one
+    per process); without CUDA, processes run on the CPU with gloo, any number of them."""
+    if not torch.cuda.is_available() or torch.cuda.device_count() >= nproc:
+        return
+    raise NotEnoughGPUsError(
+        f"this launch runs {nproc} processes, one GPU each, and this machine has "
+        f"{torch.cuda.device_count()} GPU(s). On Kaggle choose Settings > Accelerator > "
+        f"'GPU T4 x2'; with one GPU, train on one process: python -m course_utils.train ..."
+    )
+
+
+def launch(nproc: int, module: str, **flags: object) -> None:
+    """Run `torchrun_command(nproc, module, **flags)` from a notebook cell, as `!torchrun ...`
+    would: check the GPUs first, print the command and its output as it comes, raise
+    RuntimeError with the output's end when it fails."""
+    command = torchrun_command(nproc, module, **flags)
+    check_gpus(nproc)
+    print("$ torchrun " + shlex.join(command[4:]), flush=True)
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as process:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            tail.append(line)
+    if process.returncode != 0:
+        raise RuntimeError(
+            f"torchrun exited with status {process.returncode}; its last lines:\n{''.join(tail)}"
+        )

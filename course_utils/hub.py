@@ -1,4 +1,4 @@
-"""Hugging Face Hub models: read from the local cache when offline, fail fast with what to do."""
+"""Hugging Face Hub models: one cache for the course, read alone when offline, fail fast with what to do."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ from course_utils.runtime import standin
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
+
+
+def cache_dir() -> Path:
+    """The course's one Hugging Face cache: `$HF_HUB_CACHE` when set, else `huggingface/` in
+    `train.checkpoint_dir()`: on Google Drive when it is mounted (a recycled Colab runtime keeps its
+    downloads, as lesson 05 keeps its checkpoint), else in the course data cache."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    from course_utils.train import checkpoint_dir  # Drive detection lives with the checkpoints
+
+    return checkpoint_dir() / "huggingface"
 
 
 class HubUnavailableError(ConnectionError):
@@ -50,14 +61,16 @@ def from_pretrained(
     alternative: str = "",
     **kwargs: object,
 ) -> T:
-    """`loader(name, revision=..., **kwargs)` for a `from_pretrained` loader, from the local cache
-    only when `offline()`; a failure raises HubUnavailableError naming the model, its revision, its
-    download `size` and the offline `alternative`. A local folder `name` is loaded as it is."""
+    """`loader(name, revision=..., **kwargs)` for a `from_pretrained` loader, cached in
+    `cache_dir()` unless `kwargs` name a `cache_dir`, from that cache only when `offline()`; a
+    failure raises HubUnavailableError naming the model, its revision, its download `size` and the
+    offline `alternative`. A local folder `name` is loaded as it is."""
     if Path(name).is_dir():
         return loader(name, **kwargs)
     fake = standin("hub", name, revision or "main")
     if fake is not None:  # a test's stand-in Hub folder (COURSE_STANDINS)
         return loader(str(fake), **kwargs)
+    kwargs.setdefault("cache_dir", str(cache_dir()))
     local_only = offline()
     try:
         return loader(name, revision=revision, local_files_only=local_only, **kwargs)
@@ -67,10 +80,9 @@ def from_pretrained(
             if local_only
             else f"the Hub did not provide it ({exc})"
         )
-        cache = f" in {kwargs['cache_dir']}" if kwargs.get("cache_dir") else ""
         instead = f" Offline alternative: {alternative}." if alternative else ""
         raise HubUnavailableError(
             f"Could not load the Hugging Face model {name!r} at revision {revision or 'main'} "
             f"({size} to download): {why}. To work offline later, load it once with internet "
-            f"access: it is then cached{cache}.{instead}"
+            f"access: it is then cached in {kwargs['cache_dir']}.{instead}"
         ) from exc

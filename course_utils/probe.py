@@ -22,6 +22,8 @@ def _check_features(name: str, f: torch.Tensor, labels_name: str, y: torch.Tenso
         raise ValueError(f"{name} and {labels_name} lengths differ: {len(f)} vs {len(y)}")
     if len(f) == 0:
         raise ValueError(f"{name} is empty")
+    if not torch.isfinite(f).all():
+        raise ValueError(f"{name} must be finite, got inf or NaN features")
     if y.min() < 0:
         raise ValueError(f"{labels_name} must be class indices >= 0, got {int(y.min())}")
 
@@ -56,6 +58,9 @@ def extract_features(
 
     `dtype` is the autocast dtype of the forward passes (bf16 or fp16 run them in mixed precision,
     as in training: several times faster on a GPU's tensor cores); float32 runs them without autocast.
+    A batch whose mixed-precision features are not finite is run again in float32: fp16 overflows
+    past 65504, which eval-mode BatchNorm can reach after a short fp16 run. Features still not
+    finite in float32 raise FloatingPointError: no accuracy is computed from them.
     """
     if images.ndim != 4:
         raise ValueError(f"images must be a (N, C, H, W) batch, got shape {tuple(images.shape)}")
@@ -65,14 +70,26 @@ def extract_features(
         raise ValueError(f"dtype must be one of {AUTOCAST_DTYPES}, got {dtype!r}")
     param = next(encoder.parameters(), None)
     dev = param.device if param is not None else images.device
-    mixed = dtype != torch.float32
+
+    def forward(x: torch.Tensor, precision: torch.dtype) -> torch.Tensor:
+        mixed = precision != torch.float32
+        with torch.autocast(dev.type, dtype=precision, enabled=mixed):
+            return encoder(preprocess(x) if preprocess is not None else x.float()).float()
+
     # Eval mode: BatchNorm uses its running statistics, so features do not depend on the batch.
-    with eval_mode(encoder), torch.autocast(dev.type, dtype=dtype, enabled=mixed):
+    with eval_mode(encoder):
         out = []
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].to(dev, non_blocking=True)
-            x = preprocess(x) if preprocess is not None else x.float()
-            out.append(encoder(x).float())
+            f = forward(x, dtype)
+            if dtype != torch.float32 and not torch.isfinite(f).all():
+                f = forward(x, torch.float32)
+            if not torch.isfinite(f).all():
+                raise FloatingPointError(
+                    f"the encoder's float32 features of images {start}..{start + len(x) - 1} are "
+                    "inf or NaN: the weights have diverged"
+                )
+            out.append(f)
         return torch.cat(out)
 
 

@@ -1,37 +1,61 @@
-"""One prepared run for the day a GPU is available: the course's GPU speed targets, measured.
+"""The one script to run on any GPU: it measures what the students run and settles the README's
+GPU estimates.
 
-Prints the GPU's name, then: the SimCLR epoch time on CIFAR-10-shaped synthetic data (50,000 uint8
-3x32x32 images on the device, ResNet-18, batch 512, automatic precision) against the <= 6 s target;
-the augmentation's share of a training step (target <= 5%); NT-Xent dense against tiled (time, peak
-memory, same loss); pseudo-log-likelihood and perplexity throughput on tiny local models (a
-Pythia-70m-shaped GPT-NeoX for perplexity). Needs no internet. A few minutes on a T4.
+With the library's own settings (no cuDNN benchmark mode or other switch the lessons do not set) it
+times: a SimCLR epoch on CIFAR-10-shaped data (ResNet-18, batch 512, kNN monitor and checkpoint, as
+lesson 05 runs it) in the automatic precision and in the other 16-bit type (bf16 vs fp16), with peak
+memory, the GradScaler's skipped steps and whether the fp16/bf16 features stay finite; lesson 04's
+training step; NT-Xent dense vs tiled; then it runs the `gpu`-profile lessons end to end and
+records their wall times. Each figure is compared with the README's estimate for this GPU
+(`course_utils.roofline`, the T4 and A100 columns of the run-time table): a measurement at most
+25% above the estimate confirms it, a slower one refutes it. One JSON report and a printed table.
+Needs no internet except for the lessons' own downloads.
 
-    python scripts/gpu_check.py          # on the GPU machine
-    python scripts/gpu_check.py --dry    # everything at micro scale on the CPU, in seconds (CI)
+    python scripts/gpu_check.py                      # on the GPU machine (about 2 h on a T4)
+    python scripts/gpu_check.py --lessons 04 05      # only these lessons end to end
+    python scripts/gpu_check.py --dry                # micro scale on the CPU, in about a minute (CI)
+
+It has not been run on a GPU yet: no GPU was available to the project so far.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import json
+import math
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from course_utils.augment import SimCLRAugment
-from course_utils.data import load_text
-from course_utils.lm import perplexity, pseudo_log_likelihood, tiny_causal_lm, tiny_mlm
+from course_utils import roofline
 from course_utils.losses import nt_xent
-from course_utils.models import ProjectionHead, resnet18_cifar
-from course_utils.runtime import autocast_dtype, measure
+from course_utils.models import TinyTransformer
+from course_utils.runtime import autocast_dtype, grad_scaler, measure
 from course_utils.train import SimCLRConfig, train_simclr
 
-EPOCH_TARGET_S = 6.0
-AUGMENT_SHARE_TARGET = 0.05
+ROOT = Path(__file__).resolve().parent.parent
+CONFIRM_RATIO = 1.25  # measured / estimated at most this: the README's figure holds
+# Per-step costs measured by scripts/estimate_gpu_time.py (16-bit autocast, README method).
+SIMCLR_IMAGE = roofline.Cost(6.66e9, 45.4e6)  # one image of a SimCLR step: 2 views, fwd + bwd
+ENCODER_IMAGE = roofline.Cost(1.11e9, 8.9e6)  # one image through the encoder (kNN monitor)
+LESSON_04_STEP = roofline.Cost(0.931e12, 16.7e9)  # AR step, batch 128 x 256 characters
+# The README's `gpu` minutes per lesson (T4, A100); lesson 07 launches 2 processes on 2 GPUs.
+LESSON_MINUTES = {
+    "01": {"T4": 13.2, "A100": 5.1},  # with its 2 min of scikit-learn on the CPU
+    "02": {"T4": 1.1, "A100": 0.6},
+    "03": {"T4": 7.2, "A100": 2.7},
+    "04": {"T4": 17.3, "A100": 3.8},  # with pythia-160m's evaluation
+    "05": {"T4": 19.5, "A100": 3.8},  # with t-SNE and CIFAR-10 decoding
+    "06": {"T4": 1.2, "A100": 0.6},
+    "07": {"T4": 4.5},  # 2 x T4 (Kaggle); one GPU skips the launch
+}
+NOTEBOOKS = {path.name[:2]: path for path in sorted((ROOT / "notebooks").glob("0*.ipynb"))}
 
 
 @dataclass(frozen=True)
@@ -39,23 +63,43 @@ class Scale:
     """The sizes of one run: full (on a GPU) or dry (micro, on the CPU)."""
 
     images: int
+    test_images: int
     batch: int
     width: int
-    steps: int  # timed steps for the augmentation share
+    knn_k: int
+    lm_batch: int
+    lm_block: int
+    lm_width: int
+    lm_layers: int
+    lm_steps: int
     ntxent_sizes: tuple[int, ...]
     chunk: int
-    texts: int
-    mlm_hidden: int
-    lm_vocab: int
-    lm_hidden: int
-    lm_layers: int
-    lm_heads: int
-    lm_tokens: int
-    context: int
 
 
-FULL = Scale(50_000, 512, 64, 20, (1024, 8192), 1024, 512, 256, 50_304, 512, 6, 8, 200_000, 1024)
-DRY = Scale(64, 16, 8, 2, (32, 64), 16, 8, 32, 64, 16, 1, 2, 600, 32)
+FULL = Scale(50_000, 10_000, 512, 64, 200, 128, 256, 256, 6, 30, (1024, 8192), 1024)
+DRY = Scale(64, 32, 16, 8, 5, 2, 16, 32, 1, 2, (32, 64), 16)
+
+
+@dataclass
+class Figure:
+    """One measured figure, the README's estimate for this GPU and the verdict."""
+
+    name: str
+    measured: float
+    unit: str
+    estimate: float | None = None
+    detail: str = ""
+    verdict: str = ""
+
+
+def verdict(measured: float, estimate: float | None, dry: bool) -> str:
+    """'confirms' or 'refutes' the README's estimate; why not judged otherwise."""
+    if dry:
+        return "not judged (dry run)"
+    if estimate is None:
+        return "no README estimate for this GPU"
+    ratio = measured / estimate
+    return f"{'confirms' if ratio <= CONFIRM_RATIO else 'refutes'} ({ratio:.2f}x the estimate)"
 
 
 def _sync(dev: torch.device) -> None:
@@ -63,170 +107,235 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _seconds(fn: Callable[[], object], dev: torch.device, repeats: int) -> float:
-    """Mean wall time of `fn()` over `repeats` calls after one warm-up call."""
-    fn()
-    _sync(dev)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    _sync(dev)
-    return (time.perf_counter() - start) / repeats
+def _estimate(cost: roofline.Cost, gpu: roofline.GPU | None, steps: int) -> float | None:
+    """Seconds of `cost` on `gpu` by the slower of the FLOP and byte estimates."""
+    return None if gpu is None else max(roofline.seconds(cost, gpu, steps=steps))
 
 
-def _verdict(value: float, target: float, dry: bool) -> str:
-    if dry:
-        return "(dry run: not judged)"
-    return "OK" if value <= target else "MISSED"
-
-
-def simclr_epoch(scale: Scale, dev: torch.device, dry: bool) -> None:
-    """Seconds per SimCLR epoch (the second: the first pays for cuDNN's kernel search)."""
-    images = torch.randint(0, 256, (scale.images, 3, 32, 32), dtype=torch.uint8, device=dev)
-    config = SimCLRConfig(epochs=2, batch_size=scale.batch, width=scale.width, progress=False)
-    history = train_simclr(config, images).history
-    seconds = history[-1]["seconds"]
-    print(
-        f"SimCLR epoch: {seconds:.2f} s for {scale.images} images, batch {scale.batch} "
-        f"({history[-1]['images_per_s']:.0f} images/s, first epoch {history[0]['seconds']:.2f} s); "
-        f"target <= {EPOCH_TARGET_S:.0f} s: {_verdict(seconds, EPOCH_TARGET_S, dry)}"
+def simclr_epoch(
+    scale: Scale, dev: torch.device, precision: str, gpu: roofline.GPU | None
+) -> list[Figure]:
+    """Lesson 05's epoch: train_simclr with its kNN monitor and a checkpoint, two epochs (the first
+    pays for warm-up); wall time of the second, peak memory, skipped fp16 steps, finite features."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (scale.images, 3, 32, 32), dtype=torch.uint8, generator=g)
+    test = torch.randint(0, 256, (scale.test_images, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (scale.images,), generator=g)
+    test_labels = torch.randint(0, 10, (scale.test_images,), generator=g)
+    monitor = tuple(t.to(dev) for t in (images, labels, test, test_labels))
+    ends: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SimCLRConfig(
+            epochs=2,
+            batch_size=scale.batch,
+            width=scale.width,
+            knn_k=scale.knn_k,
+            precision=precision,
+            checkpoint=f"{tmp}/simclr.pt",
+            progress=False,
+        )
+        _sync(dev)
+        start = time.perf_counter()
+        with measure("simclr", report=False) as m:
+            run = train_simclr(
+                config,
+                images.to(dev),
+                monitor=monitor,
+                on_epoch=lambda history: (_sync(dev), ends.append(time.perf_counter())),
+            )
+        scaler = torch.load(f"{tmp}/simclr.pt", weights_only=False)["scaler"]
+    seconds = ends[1] - ends[0]
+    skipped = int(round(math.log2(65536.0 / scaler["scale"]))) if scaler else 0
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, autocast_dtype(dev))
+    name = str(dtype).removeprefix("torch.")
+    steps = scale.images // scale.batch
+    estimate = _estimate(
+        SIMCLR_IMAGE * scale.images + ENCODER_IMAGE * (scale.images + scale.test_images), gpu, steps
     )
+    with torch.no_grad(), torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+        run.model.encoder.eval()
+        raw = run.model.encoder(run.model.normalize(monitor[0][: 4 * scale.batch].float()))
+    finite = bool(torch.isfinite(raw).all())
+    return [
+        Figure(
+            f"SimCLR epoch ({precision}: {name})",
+            seconds,
+            "s",
+            estimate,
+            f"{scale.images} images, batch {scale.batch}, kNN monitor, checkpoint; first epoch "
+            f"{ends[0] - start:.2f} s; peak {m.memory_kind} {m.peak_bytes / 2**30:.2f} GiB; "
+            f"GradScaler skipped {skipped} of {2 * steps} steps",
+        ),
+        Figure(
+            f"features finite in {name} ({precision})",
+            float(finite),
+            "bool",
+            None,
+            f"largest |feature| {raw.float().abs().max().item():.3g} (fp16 overflows past 65504)",
+        ),
+    ]
 
 
-def augmentation_share(scale: Scale, dev: torch.device, dry: bool) -> None:
-    """Time of the two augmentations over the time of a whole training step."""
-    x = torch.randint(0, 256, (scale.batch, 3, 32, 32), dtype=torch.uint8, device=dev)
-    augment = SimCLRAugment(32).to(dev)
-    backbone = resnet18_cifar(width=scale.width).to(dev, memory_format=torch.channels_last)
-    head = ProjectionHead(8 * scale.width, 512, 128).to(dev)
-    params = list(backbone.parameters()) + list(head.parameters())
-    optimizer = torch.optim.SGD(params, lr=0.1, momentum=0.9)
-    dtype = autocast_dtype(dev)
-    scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
-
-    def views() -> torch.Tensor:
-        return torch.cat([augment(x), augment(x)]).contiguous(memory_format=torch.channels_last)
+def lesson_04_step(scale: Scale, dev: torch.device, gpu: roofline.GPU | None) -> Figure:
+    """Lesson 04's training step (AdamW, automatic precision, GradScaler) at its gpu sizes."""
+    torch.manual_seed(0)
+    model = TinyTransformer(
+        66, scale.lm_width, scale.lm_layers, 8, attention="causal", max_len=scale.lm_block + 1
+    ).to(dev)
+    amp = autocast_dtype(dev)
+    scaler = grad_scaler(dev, amp)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    data = torch.randint(0, 66, (200_000,))
+    g = torch.Generator().manual_seed(1)
 
     def step() -> None:
-        v = views()
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-            z = head(backbone(v))
-        z1, z2 = z.float().chunk(2)
-        loss = nt_xent(z1, z2, temperature=0.5)
-        optimizer.zero_grad(set_to_none=True)
+        starts = torch.randint(0, len(data) - scale.lm_block - 1, (scale.lm_batch,), generator=g)
+        x = data[starts[:, None] + torch.arange(scale.lm_block + 1)].to(dev)
+        with torch.autocast(dev.type, dtype=amp, enabled=amp != torch.float32):
+            logits = model(x[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.step(optimizer)
+        scaler.step(opt)
         scaler.update()
 
-    t_step = _seconds(step, dev, scale.steps)
-    t_aug = _seconds(views, dev, scale.steps)
-    share = t_aug / t_step
-    print(
-        f"augmentation share of a step: {share:.1%} ({1e3 * t_aug:.1f} of {1e3 * t_step:.1f} ms, "
-        f"batch {scale.batch}, {str(dtype).removeprefix('torch.')}); "
-        f"target <= {AUGMENT_SHARE_TARGET:.0%}: {_verdict(share, AUGMENT_SHARE_TARGET, dry)}"
+    for _ in range(3):
+        step()
+    with measure("lesson 04", report=False) as m:
+        for _ in range(scale.lm_steps):
+            step()
+    ms = 1e3 * m.seconds / scale.lm_steps
+    estimate = _estimate(LESSON_04_STEP, gpu, 1)
+    return Figure(
+        "lesson 04 step",
+        ms,
+        "ms",
+        None if estimate is None else 1e3 * estimate,
+        f"batch {scale.lm_batch} x {scale.lm_block}, {str(amp).removeprefix('torch.')}; "
+        f"peak {m.memory_kind} {m.peak_bytes / 2**30:.2f} GiB",
     )
 
 
-def _ntxent_backward(z1: torch.Tensor, z2: torch.Tensor, chunk: int | None) -> torch.Tensor:
-    """NT-Xent of two views and its backward pass; the loss."""
-    loss = nt_xent(z1, z2, temperature=0.5, chunk_size=chunk)
-    loss.backward()
-    return loss.detach()
-
-
-def ntxent_dense_vs_tiled(scale: Scale, dev: torch.device) -> None:
-    """Forward and backward of NT-Xent, dense and tiled: time, peak memory and the same loss."""
-    generator = torch.Generator().manual_seed(0)
+def ntxent_dense_vs_tiled(scale: Scale, dev: torch.device) -> list[Figure]:
+    """NT-Xent forward and backward, dense and tiled: time, peak memory and the same loss."""
+    g = torch.Generator().manual_seed(0)
+    figures = []
     for n in scale.ntxent_sizes:
-        z1 = torch.randn(n, 128, generator=generator).to(dev).requires_grad_()
-        z2 = torch.randn(n, 128, generator=generator).to(dev).requires_grad_()
-        row = []
+        z1 = torch.randn(n, 128, generator=g).to(dev).requires_grad_()
+        z2 = torch.randn(n, 128, generator=g).to(dev).requires_grad_()
         losses = []
         for name, chunk in (("dense", None), (f"tiled({scale.chunk})", scale.chunk)):
-            run = functools.partial(_ntxent_backward, z1, z2, chunk)
-            seconds = _seconds(run, dev, 3)
+            nt_xent(z1, z2, temperature=0.5, chunk_size=chunk).backward()  # warm-up
             with measure(name, report=False) as m:
-                losses.append(float(run()))
-            row.append(
-                f"{name} {1e3 * seconds:.1f} ms, peak {m.memory_kind} {m.peak_bytes / 2**20:.0f} MiB"
+                loss = nt_xent(z1, z2, temperature=0.5, chunk_size=chunk)
+                loss.backward()
+            losses.append(loss.item())
+            figures.append(
+                Figure(
+                    f"NT-Xent N={n} {name}",
+                    1e3 * m.seconds,
+                    "ms",
+                    None,
+                    f"peak {m.memory_kind} {m.peak_bytes / 2**20:.0f} MiB",
+                )
             )
         if abs(losses[0] - losses[1]) > 1e-4 * abs(losses[0]):
             raise AssertionError(f"dense and tiled NT-Xent differ at N={n}: {losses}")
-        print(f"NT-Xent N={n}: " + "; ".join(row) + f" (same loss {losses[0]:.4f})")
+    return figures
 
 
-def pll_throughput(scale: Scale, dev: torch.device) -> None:
-    """Tokens scored per second by pseudo-log-likelihood with a tiny local BERT."""
-    lines = [line.strip() for line in load_text("pydoc").splitlines() if len(line.split()) >= 8]
-    texts = [" ".join(line.split()[:16]) for line in lines[: scale.texts]]
-    model, tokenizer = tiny_mlm(
-        "\n".join(lines[:2000]), hidden_size=scale.mlm_hidden, num_layers=2, max_length=64
-    )
-    model = model.to(dev)
-    tokens = sum(len(tokenizer(t)["input_ids"]) - 2 for t in texts)  # all but [CLS] and [SEP]
-    seconds = _seconds(
-        lambda: pseudo_log_likelihood(model, tokenizer, texts, batch_size=256), dev, 1
-    )
-    print(
-        f"pseudo-log-likelihood: {tokens / seconds:,.0f} scored tokens/s ({len(texts)} texts, "
-        f"BERT hidden {scale.mlm_hidden}, 2 layers)"
-    )
+def lesson_run(number: str, dry: bool, gpu: roofline.GPU | None) -> Figure:
+    """Wall time of one lesson notebook in the gpu profile (dry: its smoke run), end to end."""
+    import nbformat
+    from nbclient import NotebookClient
 
-
-def perplexity_throughput(scale: Scale, dev: torch.device) -> None:
-    """Tokens per second of sliding-window perplexity with a GPT-NeoX of Pythia-70m's shape."""
+    os.environ["COURSE_PROFILE"] = "gpu"
+    if dry:
+        os.environ["COURSE_SMOKE"] = "1"
+    path = NOTEBOOKS[number]
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    error = ""
     with tempfile.TemporaryDirectory() as tmp:
-        model = tiny_causal_lm(
-            tmp,
-            vocab_size=scale.lm_vocab,
-            hidden_size=scale.lm_hidden,
-            num_layers=scale.lm_layers,
-            num_heads=scale.lm_heads,
-            max_positions=scale.context,
-        ).to(dev)
-    ids = torch.randint(
-        0, scale.lm_vocab, (scale.lm_tokens,), generator=torch.Generator().manual_seed(0)
-    )
-    for stride in (scale.context, scale.context // 2):
-        seconds = _seconds(
-            lambda s=stride: perplexity(
-                model, ids, context_length=scale.context, stride=s, batch_size=16
-            ),
-            dev,
-            1,
-        )
-        print(
-            f"perplexity: {scale.lm_tokens / seconds:,.0f} tokens/s (context {scale.context}, "
-            f"stride {stride}; GPT-NeoX {scale.lm_layers} layers x {scale.lm_hidden}, "
-            f"vocabulary {scale.lm_vocab})"
-        )
+        client = NotebookClient(nb, timeout=3600, resources={"metadata": {"path": tmp}})
+        try:
+            client.execute()
+        except Exception as exc:  # a failed lesson is a finding of the report, not a crash
+            error = f"; FAILED: {str(exc).strip().splitlines()[-1][:200]}"
+    minutes = (time.perf_counter() - start) / 60
+    estimate = None if gpu is None else LESSON_MINUTES[number].get(gpu.name)
+    return Figure(f"lesson {path.stem}", minutes, "min", estimate, f"gpu profile{error}")
 
 
-def main() -> int:
-    """Run every check at the chosen scale and print one line per figure."""
+def _gpu() -> roofline.GPU | None:
+    """The README's GPU this one is (by name), if any."""
+    name = torch.cuda.get_device_name()
+    return next((gpu for key, gpu in roofline.GPUS.items() if key in name), None)
+
+
+def report_table(figures: list[Figure]) -> str:
+    """The printed table: figure, measured, README estimate, verdict."""
+    lines = [f"{'figure':44}{'measured':>14}{'README':>12}  verdict"]
+    for f in figures:
+        estimate = "-" if f.estimate is None else f"{f.estimate:.3g}"
+        lines.append(f"{f.name:44}{f.measured:>10.3g} {f.unit:3}{estimate:>12}  {f.verdict}")
+        if f.detail:
+            lines.append(f"{'':6}{f.detail}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every check, print the table, write the JSON report."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--dry", action="store_true", help="micro scale on the CPU (for CI)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--lessons",
+        nargs="*",
+        default=None,
+        help="lessons to run end to end (default: all; --dry: 02's smoke run)",
+    )
+    parser.add_argument("--report", default="gpu_check.json", help="the JSON report's path")
+    args = parser.parse_args(argv)
     if args.dry:
-        dev, scale = torch.device("cpu"), DRY
-        print("dry run on the CPU at micro scale: the figures test the code paths, not the speed")
+        dev, scale, gpu = torch.device("cpu"), DRY, None
+        lessons = ["02"] if args.lessons is None else args.lessons
+        header = "dry run on the CPU at micro scale: the figures test the code paths, not the speed"
     elif not torch.cuda.is_available():
         print("no CUDA GPU found: run this on the GPU machine, or use --dry", file=sys.stderr)
         return 2
     else:
-        dev, scale = torch.device("cuda"), FULL
-        torch.backends.cudnn.benchmark = True
-        major, minor = torch.cuda.get_device_capability(dev)
-        print(f"GPU: {torch.cuda.get_device_name(dev)} (compute capability {major}.{minor})")
-    print(f"torch {torch.__version__}; automatic precision: {autocast_dtype(dev)}")
-    simclr_epoch(scale, dev, args.dry)
-    augmentation_share(scale, dev, args.dry)
-    ntxent_dense_vs_tiled(scale, dev)
-    pll_throughput(scale, dev)
-    perplexity_throughput(scale, dev)
+        dev, scale, gpu = torch.device("cuda"), FULL, _gpu()
+        lessons = sorted(NOTEBOOKS) if args.lessons is None else args.lessons
+        major, minor = torch.cuda.get_device_capability()
+        header = (
+            f"GPU: {torch.cuda.get_device_name()} x {torch.cuda.device_count()} (compute "
+            f"capability {major}.{minor}); README estimates: {gpu.name if gpu else 'none'}"
+        )
+    unknown = sorted(set(lessons) - set(NOTEBOOKS))
+    if unknown:
+        parser.error(f"--lessons: no lesson {', '.join(unknown)}; choose from {sorted(NOTEBOOKS)}")
+    print(header)
+    print(f"torch {torch.__version__}; automatic precision: {autocast_dtype(dev)}", flush=True)
+    other = "fp16" if autocast_dtype(dev) == torch.bfloat16 else "bf16"
+    figures = simclr_epoch(scale, dev, "auto", gpu) + simclr_epoch(scale, dev, other, None)
+    figures.append(lesson_04_step(scale, dev, gpu))
+    figures += ntxent_dense_vs_tiled(scale, dev)
+    figures += [lesson_run(number, args.dry, gpu) for number in lessons]
+    for f in figures:
+        f.verdict = (
+            verdict(f.measured, f.estimate, args.dry) if f.unit != "bool" else str(bool(f.measured))
+        )
+    print(report_table(figures))
+    report = {
+        "header": header,
+        "torch": torch.__version__,
+        "dry": args.dry,
+        "figures": [vars(f) for f in figures],
+    }
+    Path(args.report).write_text(json.dumps(report, indent=1))
+    print(f"report: {args.report}")
     return 0
 
 

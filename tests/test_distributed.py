@@ -238,3 +238,36 @@ def test_cli_under_torchrun_on_two_gloo_processes(tmp_path) -> None:
     assert len(printed) == 1  # progress printed by rank 0 only
     state = torch.load(checkpoint, weights_only=False)
     assert state["epoch"] == 1 and len(state["augment_rng"]) == 2
+
+
+# ---- launching torchrun from a notebook -----------------------------------------------------------
+
+
+def test_torchrun_command_spells_the_flags() -> None:
+    command = distributed.torchrun_command(
+        2, "course_utils.train", dataset="digits", batch_size=64, sync_bn=True, progress=False
+    )
+    assert command == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "course_utils.train", "--dataset", "digits", "--batch-size", "64", "--sync-bn",
+        "--no-progress",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="nproc must be an int >= 1"):
+        distributed.torchrun_command(0, "course_utils.train")
+
+
+@pytest.mark.parametrize(("gpus", "fails"), [(1, True), (2, False)])
+def test_launch_on_too_few_gpus_explains_itself(monkeypatch, gpus: int, fails: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    if fails:
+        with pytest.raises(distributed.NotEnoughGPUsError, match="GPU T4 x2"):
+            distributed.launch(2, "course_utils.train")
+    else:
+        distributed.check_gpus(2)
+
+
+def test_launch_reports_a_failed_run(capsys) -> None:
+    with pytest.raises(RuntimeError, match="torchrun exited with status"):
+        distributed.launch(1, "course_utils.train", dataset="no-such-set")
+    assert "invalid choice: 'no-such-set'" in capsys.readouterr().out

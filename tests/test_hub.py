@@ -12,7 +12,7 @@ from course_utils.scaling import load_pythia, pythia_tokenizer
 @pytest.fixture(autouse=True)
 def empty_cache(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "cache"))
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT"):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -101,7 +101,12 @@ def test_reachable_hub_downloads_and_reports_its_error(monkeypatch, listening: s
     loader = Recorder()
     with pytest.raises(hub.HubUnavailableError, match="did not provide it .*not a valid model"):
         hub.from_pretrained(loader, "org/model")
-    assert loader.calls == [("org/model", {"revision": None, "local_files_only": False})]
+    assert loader.calls == [
+        (
+            "org/model",
+            {"revision": None, "local_files_only": False, "cache_dir": str(hub.cache_dir())},
+        )
+    ]
 
 
 def test_local_folder_is_loaded_as_it_is(tmp_path) -> None:
@@ -134,3 +139,36 @@ def test_pythia_tokenizer_offline_names_the_byte_tokenizer(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(hub.HubUnavailableError, match="pythia-70m.*encode_bytes"):
         pythia_tokenizer()
+
+
+# ---- one Hugging Face cache -----------------------------------------------------------------------
+
+
+def test_the_cache_is_in_the_course_cache_without_drive(tmp_path) -> None:
+    assert hub.cache_dir() == tmp_path / "cache" / "huggingface"  # COURSE_DATA (fixture above)
+
+
+def test_the_cache_is_on_drive_when_it_is_mounted(monkeypatch, tmp_path) -> None:
+    from course_utils import train
+
+    drive = tmp_path / "MyDrive"
+    drive.mkdir()
+    real = train.checkpoint_dir
+    monkeypatch.setattr(train, "checkpoint_dir", lambda: real(drive))
+    assert hub.cache_dir() == drive / "learning-at-scale" / "huggingface"
+
+
+def test_hf_hub_cache_is_respected(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    assert hub.cache_dir() == tmp_path / "hf"
+
+
+def test_every_hub_load_uses_the_one_cache(monkeypatch, refusing: str) -> None:
+    # lesson 04's from_pretrained (no cache_dir) and lesson 06's Pythia loads ask for one folder
+    monkeypatch.setenv("HF_ENDPOINT", refusing)
+    loader = Recorder()
+    with pytest.raises(hub.HubUnavailableError, match=f"cached in {hub.cache_dir()}"):
+        hub.from_pretrained(loader, "EleutherAI/pythia-70m")
+    with pytest.raises(hub.HubUnavailableError, match=f"cached in {hub.cache_dir()}"):
+        pythia_tokenizer()
+    assert loader.calls[0][1]["cache_dir"] == str(hub.cache_dir())

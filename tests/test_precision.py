@@ -166,3 +166,57 @@ def test_grad_scaler_is_a_pass_through_on_the_cpu() -> None:
 def test_grad_scaler_rejects_a_non_float_dtype() -> None:
     with pytest.raises(ValueError, match="float16, bfloat16 or float32"):
         runtime.grad_scaler("cpu", torch.int8)
+
+
+def _overflowing_model():
+    """A digits SimCLR model whose eval-mode features reach about 7e4: finite in fp32, past fp16's
+    65504 (the state the issue measured after one fp16 epoch, where features reached 1.6e5)."""
+    config, images, monitor = _tiny_run_inputs()
+    model, _ = train.build(config, images)
+    last_bn = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    with torch.no_grad():
+        last_bn.weight.mul_(1e8)
+    return model, monitor
+
+
+def test_fp16_overflowing_features_are_recomputed_in_fp32() -> None:
+    from course_utils.probe import extract_features
+
+    model, (train_x, *_) = _overflowing_model()
+    with runtime.eval_mode(model.encoder), torch.autocast("cpu", dtype=torch.float16):
+        raw = model.encoder(model.normalize(train_x))
+    assert not torch.isfinite(raw).all()  # fp16 autocast overflows on these weights
+    fp32 = extract_features(model.encoder, train_x, preprocess=model.normalize)
+    assert torch.isfinite(fp32).all() and fp32.abs().max() > 65504
+    fp16 = extract_features(model.encoder, train_x, preprocess=model.normalize, dtype=torch.float16)
+    torch.testing.assert_close(fp16, fp32)
+
+
+def test_knn_monitor_in_fp16_reads_what_fp32_reads_despite_an_overflow() -> None:
+    model, monitor = _overflowing_model()
+    fp32 = train.knn_monitor(model, monitor, k=5, temperature=0.1)
+    assert train.knn_monitor(model, monitor, k=5, temperature=0.1, dtype=torch.float16) == fp32
+
+
+def test_diverged_weights_raise_instead_of_an_accuracy() -> None:
+    from course_utils.probe import extract_features
+
+    model, (train_x, *_) = _overflowing_model()
+    with torch.no_grad():
+        next(model.encoder.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="inf or NaN"):
+        extract_features(model.encoder, train_x, preprocess=model.normalize, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_evaluation_refuses_non_finite_features(bad: float) -> None:
+    from course_utils.probe import knn_accuracy, linear_probe
+
+    f, y = torch.randn(8, 4), torch.arange(8) % 2
+    broken = f.clone()
+    broken[3, 1] = bad
+    for evaluate in (knn_accuracy, linear_probe):
+        with pytest.raises(ValueError, match="train_f must be finite"):
+            evaluate(broken, y, f, y)
+        with pytest.raises(ValueError, match="test_f must be finite"):
+            evaluate(f, y, broken, y)

@@ -38,13 +38,6 @@ def _pythia_path(size: str, step: int, deduped: bool, root: str | os.PathLike | 
     return f"EleutherAI/pythia-{name}"
 
 
-def _hub_cache() -> str:
-    """The Hugging Face cache folder inside the course cache."""
-    from course_utils.data import cache_dir
-
-    return str(cache_dir() / "huggingface")
-
-
 def load_pythia(
     size: str,
     step: int,
@@ -54,12 +47,12 @@ def load_pythia(
     root: str | os.PathLike | None = None,
 ) -> torch.nn.Module:
     """A Pythia checkpoint in eval mode, as `dtype` (default float32): `EleutherAI/pythia-<size>`
-    at revision `step<N>` from the Hugging Face Hub (cached in the course cache), or
+    at revision `step<N>` from the Hugging Face Hub (cached in `hub.cache_dir()`), or
     `<root>/<size>/step<N>` from a local folder such as the one `mini_suite` writes."""
     from transformers import GPTNeoXForCausalLM
 
     path = _pythia_path(size, step, deduped, root)
-    hub = {} if root is not None else {"revision": f"step{step}", "cache_dir": _hub_cache()}
+    hub = {} if root is not None else {"revision": f"step{step}"}
     if root is None:  # the Hub stores the weights in float16: 2 bytes per parameter
         hub["size"] = f"about {2 * PYTHIA[size].params / 1e9:.2f} GB"
     with quiet_transformers():
@@ -80,7 +73,6 @@ def pythia_tokenizer() -> Callable[[str], list[int]]:
         "EleutherAI/pythia-70m",
         size="about 2 MB",
         alternative="encode_bytes, the mini suite's tokenizer (always offline)",
-        cache_dir=_hub_cache(),
     )
     return lambda text: tokenizer(text)["input_ids"]
 
