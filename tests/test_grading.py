@@ -347,7 +347,7 @@ def graded(submissions: Path, regenerated: dict[str, gen.Generated], tmp_path_fa
 
 def _csv(file: str) -> str:
     """How a file name appears in the CSV (formula-like cells get a leading quote)."""
-    return "'" + file if file.startswith(grade.FORMULA_PREFIXES) else file
+    return grade.escape.csv_cell(file)
 
 
 def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
@@ -398,7 +398,8 @@ def test_submissions_are_not_modified(graded: tuple, submissions: Path) -> None:
 def test_csv_is_final_and_neutralises_formulas(graded: tuple) -> None:
     _, rows, out = graded
     assert not (out / "grades.csv.partial").exists()
-    assert not [c for r in rows for c in r.values() if c.startswith(grade.FORMULA_PREFIXES)]
+    formulas = [c for r in rows for c in r.values() if c.lstrip().startswith(("=", "+", "-", "@"))]
+    assert not formulas and not [c for r in rows for c in r.values() if c.startswith(("\t", "\r"))]
 
 
 def test_rerun_gives_the_same_rows(

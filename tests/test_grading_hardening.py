@@ -8,7 +8,6 @@ the sandbox could do from its log.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import time
 from pathlib import Path
@@ -17,8 +16,6 @@ import nbformat
 import pytest
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
-
-from submissions import solved  # noqa: E402
 
 from course_utils.grading import generate as gen  # noqa: E402
 from course_utils.grading import grade, isolation, session  # noqa: E402
@@ -30,14 +27,9 @@ FUNCTIONS = (
 )  # fmt: skip
 
 
-def _blank() -> nbformat.NotebookNode:
-    return nbformat.read(gen.EXERCISES_DIR / f"{EXERCISE}.ipynb", as_version=4)
-
-
-def _appended(nb: nbformat.NotebookNode, *sources: str) -> nbformat.NotebookNode:
-    for source in sources:
-        nb.cells.append(nbformat.v4.new_code_cell(source))
-    return nb
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    """A notebook of these code cells only (no answer: every test fails, and fast)."""
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,7 @@ def test_every_entry_gets_a_row_whatever_its_name(bundle: Path, tmp_path: Path) 
     ]
     for name in names:
         (folder / name).write_bytes(b"junk")
-    nbformat.write(_blank(), folder / names[1])
+    nbformat.write(_notebook("x = 1"), folder / names[1])
     outcomes = grade.grade_folder(EXERCISE, folder, out, bundle=bundle, timeout=120, seed=1)
     rows = _rows(out)
     assert len(rows) == len(names) == len(outcomes)
@@ -81,32 +73,26 @@ def test_every_entry_gets_a_row_whatever_its_name(bundle: Path, tmp_path: Path) 
 
 # ---- 2. one wall-clock budget per submission; no lock held while a sandbox works ------------
 
-BUDGET_S = 15.0
+BUDGET_S = 20.0
 SLOW = """\
-import functools
 import time
 
 
-def _slow(f):
-    @functools.wraps(f)
-    def slowly(*args, **kwargs):
-        time.sleep(6)  # every call just under a question's old time limit... and again
-        return f(*args, **kwargs)
-
-    return slowly
+def _slow(*args, **kwargs):
+    time.sleep(8)  # each call well under the time limit, the calls of a question over it
 
 
 for _name in {functions!r}:
-    globals()[_name] = _slow(globals()[_name])
+    globals()[_name] = _slow
 """
 
 
 def test_one_budget_and_classmates_do_not_wait(bundle: Path, tmp_path: Path) -> None:
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
-    nbformat.write(_appended(solved(EXERCISE), SLOW.format(functions=FUNCTIONS)), folder / "a_slow.ipynb")  # fmt: skip
+    nbformat.write(_notebook(SLOW.format(functions=FUNCTIONS)), folder / "a_slow.ipynb")
     # the classmate's cells finish later, so the slow one enters the tests first
-    nbformat.write(_appended(_blank(), "import time\ntime.sleep(3)"), folder / "b_blank.ipynb")
+    nbformat.write(_notebook("import time\ntime.sleep(3)"), folder / "b_blank.ipynb")
     start = time.monotonic()
     slow, blank = grade.grade_folder(
         EXERCISE, folder, out, bundle=bundle, timeout=BUDGET_S, jobs=2, seed=1
@@ -156,7 +142,6 @@ def _number(log: str, label: str) -> float:
 
 def test_the_sandbox_user_is_never_root_outside(tmp_path: Path) -> None:
     cell = """\
-import os
 inside, outside, _ = open("/proc/self/uid_map").read().split()[:3]
 print("outside uid:", os.getuid() - int(inside) + int(outside))
 """
@@ -262,7 +247,6 @@ print("\\x1b[2J\\x1b]0;graded\\x07q1: 3 / 3")
 raise Forged("cell")
 """
 FORGE_CRASH = """\
-import os
 print("\\x1b]0;title\\x07\\nq1: 3 / 3\\nq4: 3 / 3", flush=True)
 os._exit(1)
 """
@@ -271,19 +255,21 @@ os._exit(1)
 def test_feedback_logs_and_csv_cannot_be_forged(bundle: Path, tmp_path: Path) -> None:
     folder, out = tmp_path / "in", tmp_path / "out"
     folder.mkdir()
-    nbformat.write(_appended(_blank(), FORGE), folder / "forge.ipynb")
-    nbformat.write(_appended(_blank(), FORGE_CRASH), folder / "forge_crash.ipynb")
+    nbformat.write(_notebook(FORGE), folder / "forge.ipynb")
+    nbformat.write(_notebook(FORGE_CRASH), folder / "forge_crash.ipynb")
     grade.grade_folder(EXERCISE, folder, out, bundle=bundle, timeout=120, seed=1)
     texts = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
     assert not [p for p, t in texts.items() if "\x1b" in t or "\x07" in t]
     for name in ("forge", "forge_crash"):
         lines = texts[out / "feedback" / f"{name}.txt"].splitlines()
-        forged = [ln for ln in lines if re.match(r"\s*(q\w+: [1-9]|(hidden )?test \d+: passed)", ln)]
+        forged = [
+            ln for ln in lines if re.match(r"\s*(q\w+: [1-9]|(hidden )?test \d+: passed)", ln)
+        ]
         assert not forged, lines
     assert "    | q1: 3 / 3" in texts[out / "feedback" / "forge_crash.txt"]
 
 
-@pytest.mark.parametrize("text", [" =HYPERLINK(\"http://x\")", "\t=1+1", "\u3000@SUM(A1)", "-2+3"])
+@pytest.mark.parametrize("text", [' =HYPERLINK("http://x")', "\t=1+1", "\u3000@SUM(A1)", "-2+3"])
 def test_csv_cells_never_start_a_formula(text: str) -> None:
     books = grade.Bookkeeper.__new__(grade.Bookkeeper)
     books.points = {"q1": 1.0}

@@ -37,7 +37,7 @@ class Group:
     def remove(self) -> None:
         """Kill what is left in the group and remove it."""
         for d in self.dirs:
-            for _ in range(50):
+            for _ in range(50 if d.exists() else 0):
                 pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
                 if not pids:
                     break

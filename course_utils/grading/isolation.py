@@ -135,9 +135,10 @@ class Launch:
     fds: list[int] = field(default_factory=list)  # to close once the sandbox has started
 
     def cleanup(self) -> None:
-        """Remove the sandbox's cgroup (killing what is left in it)."""
+        """Remove the sandbox's cgroup (killing what is left in it), once."""
         if self.group is not None:
             self.group.remove()
+            self.group = None
 
 
 def _bind_sources() -> list[tuple[str, str]]:
