@@ -277,3 +277,21 @@ def test_csv_cells_never_start_a_formula(text: str) -> None:
     for cell in row[:2]:
         assert cell.startswith("'") or not cell.lstrip().startswith(("=", "+", "-", "@")), cell
         assert not any(c in cell for c in "\t\r\n"), cell
+
+
+# ---- 5. what the sandbox sees looks like a student's own run ---------------------------------
+
+
+def test_the_notebook_does_not_see_the_grader_by_name(tmp_path: Path) -> None:
+    cell = """\
+import socket
+import sys
+seen = [a for a in sys.argv if "grading" in a or "sandbox" in a]
+seen += [m for m in sys.modules if m.startswith("course_utils.grading")]
+seen += [socket.gethostname()] if "sandbox" in socket.gethostname() else []
+print("grader seen:", len(seen), seen)
+print("main:", __name__, type(get_ipython()).__name__)
+"""
+    log = _sandbox(tmp_path, cell)
+    assert _number(log, "grader seen") == 0, log[-500:]
+    assert "main: __main__ InteractiveShell" in log

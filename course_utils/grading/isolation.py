@@ -168,7 +168,7 @@ def bwrap_launch(bwrap: str, as_root: bool, tmpfs_bytes: int) -> Launch:
     else:
         cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
         cmd += ["--uid", str(NOBODY), "--gid", str(NOBODY)]
-    cmd += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+    cmd += ["--die-with-parent", "--new-session", "--hostname", "localhost"]
     cmd += [a for d in SYSTEM_DIRS if os.path.islink(d) for a in ("--symlink", os.readlink(d), d)]
     # The private tmpfs first: a Python or checkout that lives under /tmp is then mounted on top.
     cmd += ["--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp"]

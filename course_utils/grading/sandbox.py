@@ -11,6 +11,11 @@ any other object stays here, and the grader only gets a numbered handle to it.
 
 Nothing in here is trusted: the student's code runs in this process and may rewrite any of it. It
 decides no verdict: the grader computes every verdict from the plain data this process sends.
+
+Before the cells run, what they see from Python looks like a student's own session (`blend_in`):
+an interactive `sys.argv`, no grading module in `sys.modules`, an ordinary host name. A determined
+notebook can still tell (the pipes, `/proc/self/cmdline`), and gains nothing by it: it never sees
+the tests, and the inputs they send are drawn afresh for each run.
 """
 
 from __future__ import annotations
@@ -154,6 +159,16 @@ def drop_to(uid: int) -> None:
         raise SystemExit("the sandbox could not drop root")
 
 
+def blend_in() -> None:
+    """Hide the grading machinery from the notebook's view of its interpreter."""
+    import course_utils
+
+    sys.argv = [""]  # as in an interactive interpreter
+    for name in [m for m in sys.modules if m.startswith("course_utils.grading")]:
+        del sys.modules[name]  # this module keeps its own references
+    course_utils.__dict__.pop("grading", None)
+
+
 def main() -> None:
     """Entry point: read the cells from the pipe, run them, report, then serve requests."""
     in_fd, out_fd, processes, uid = (int(a) for a in sys.argv[1:5])
@@ -165,6 +180,7 @@ def main() -> None:
     cells = request.get("cells")
     if not (isinstance(cells, list) and all(type(c) is str for c in cells)):
         raise SystemExit("the first request must carry the cells")
+    blend_in()
     namespace, errors = run_cells(cells)
     wire.write_frame(out_fd, {"ready": errors})
     Server(namespace).serve(in_fd, out_fd)
