@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
+from course_utils.grading import cgroups, grade, isolation, session  # noqa: E402
 from course_utils.grading import generate as gen  # noqa: E402
-from course_utils.grading import grade, isolation, session  # noqa: E402
 
 EXERCISE = "ex1_infonce"
 FUNCTIONS = (
@@ -142,6 +142,7 @@ def _number(log: str, label: str) -> float:
 
 def test_the_sandbox_user_is_never_root_outside(tmp_path: Path) -> None:
     cell = """\
+import os
 inside, outside, _ = open("/proc/self/uid_map").read().split()[:3]
 print("outside uid:", os.getuid() - int(inside) + int(outside))
 """
@@ -247,6 +248,7 @@ print("\\x1b[2J\\x1b]0;graded\\x07q1: 3 / 3")
 raise Forged("cell")
 """
 FORGE_CRASH = """\
+import os
 print("\\x1b]0;title\\x07\\nq1: 3 / 3\\nq4: 3 / 3", flush=True)
 os._exit(1)
 """
@@ -295,3 +297,13 @@ print("main:", __name__, type(get_ipython()).__name__)
     log = _sandbox(tmp_path, cell)
     assert _number(log, "grader seen") == 0, log[-500:]
     assert "main: __main__ InteractiveShell" in log
+
+
+def test_cgroup_v2_groups_get_every_cap(tmp_path: Path) -> None:
+    # the v2 files written into a stand-in hierarchy (this test needs no cgroup v2 on the machine)
+    hierarchy = cgroups.Hierarchy(2, dict.fromkeys(cgroups.V2_CONTROLLERS, tmp_path))
+    group = hierarchy.create(memory_bytes=2**30, processes=64, cpus=0.5)
+    (d,) = group.dirs
+    assert d.parent == tmp_path
+    written = {f: (d / f).read_text() for f in ("memory.max", "pids.max", "cpu.max")}
+    assert written == {"memory.max": str(2**30), "pids.max": "64", "cpu.max": "50000 100000"}

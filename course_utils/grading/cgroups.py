@@ -10,6 +10,7 @@ else none, and `course-grade` says at start-up which caps hold without them.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import signal
@@ -85,7 +86,7 @@ class Hierarchy:
         return Group(tuple(sorted(set(dirs.values()))))
 
 
-def _own_paths(root: Path) -> dict[str, str]:
+def _own_paths() -> dict[str, str]:
     """Controller (or "" for v2) -> this process's cgroup path, from /proc/self/cgroup."""
     paths = {}
     for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -104,17 +105,37 @@ def _v2(root: Path, own: str) -> tuple[Hierarchy | None, str]:
     enabled = (parent / "cgroup.subtree_control").read_text().split()
     if not all(c in enabled for c in V2_CONTROLLERS):
         try:
-            text = " ".join(f"+{c}" for c in V2_CONTROLLERS)
-            (parent / "cgroup.subtree_control").write_text(text)
+            _enable(parent)
         except OSError as e:
             return None, f"cannot enable cgroup v2 controllers in {parent} ({e.strerror})"
     return Hierarchy(2, dict.fromkeys(V2_CONTROLLERS, parent)), f"cgroup v2 ({parent})"
 
 
+def _enable(parent: Path) -> None:
+    """Enable the controllers for the children of `parent`, moving this process to a leaf if needed.
+
+    A v2 group with processes cannot hand controllers to its children; when the grader is the only
+    process in its group, it moves itself into the child `course-grade` first.
+    """
+    text = " ".join(f"+{c}" for c in V2_CONTROLLERS)
+    try:
+        (parent / "cgroup.subtree_control").write_text(text)
+        return
+    except OSError as e:
+        if e.errno != errno.EBUSY:
+            raise
+        if (parent / "cgroup.procs").read_text().split() != [str(os.getpid())]:
+            raise OSError(errno.EBUSY, "other processes share the grader's cgroup") from None
+    leaf = parent / "course-grade"
+    leaf.mkdir(exist_ok=True)
+    (leaf / "cgroup.procs").write_text(str(os.getpid()))
+    (parent / "cgroup.subtree_control").write_text(text)
+
+
 def detect(root: Path = ROOT) -> tuple[Hierarchy | None, str]:
     """The hierarchy sandbox groups can be made in, or None; and a description or why not."""
     try:
-        own = _own_paths(root)
+        own = _own_paths()
         if (root / "cgroup.controllers").exists() and "" in own:
             return _v2(root, own[""])
         parents = {c: root / c / own.get(c, "/").lstrip("/") for c in V2_CONTROLLERS}

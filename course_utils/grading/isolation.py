@@ -160,13 +160,21 @@ def _parents(binds: list[tuple[str, str]], made: set[str]) -> list[str]:
     return parents
 
 
+@lru_cache(maxsize=4)
+def disables_userns(bwrap: str) -> bool:
+    """Whether this bubblewrap can disable nested user namespaces (0.8 on)."""
+    usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30)
+    return "--disable-userns" in usage.stdout + usage.stderr
+
+
 def bwrap_launch(bwrap: str, as_root: bool, tmpfs_bytes: int) -> Launch:
     """The bubblewrap command line (up to the program) for one sandbox."""
     if as_root:  # namespaces made with root's rights; the sandbox drops to its own uid itself
         cmd = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
         cmd += ["--unshare-cgroup-try"]
     else:
-        cmd = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
+        cmd = [bwrap, "--unshare-all", "--unshare-user"]
+        cmd += ["--disable-userns"] if disables_userns(bwrap) else []
         cmd += ["--uid", str(NOBODY), "--gid", str(NOBODY)]
     cmd += ["--die-with-parent", "--new-session", "--hostname", "localhost"]
     cmd += [a for d in SYSTEM_DIRS if os.path.islink(d) for a in ("--symlink", os.readlink(d), d)]
@@ -232,10 +240,15 @@ def caps_in_force(limits: Limits) -> list[str]:
     hierarchy, why = control_groups()
     mib = 2**20
     tree = f"whole tree ({why})" if hierarchy else f"NOT capped: {why}"
-    user = f"uid {SANDBOX_UID_BASE}+ of its own" if os.geteuid() == 0 else f"uid {NOBODY} in a user namespace"  # fmt: skip
+    bwrap, _ = bubblewrap()
+    if os.geteuid() == 0:
+        user = f"uid {SANDBOX_UID_BASE}+ of its own, no user namespace"
+    else:
+        nested = "disabled" if bwrap and disables_userns(bwrap) else "NOT disabled (bwrap < 0.8)"
+        user = f"uid {NOBODY} in a user namespace, nested ones {nested}"
     filtered = "on" if seccomp.program() else f"NOT available on {os.uname().machine}"
     return [
-        f"user: {user}, never root; nested user namespaces disabled; seccomp filter {filtered}",
+        f"user: {user}; never root; seccomp filter {filtered}",
         f"processes: {limits.processes}, "
         + (f"whole tree ({why})" if hierarchy else "per-user rlimit of the sandbox's own uid"),
         f"memory: {limits.memory_bytes // mib} MiB, {tree}; "
