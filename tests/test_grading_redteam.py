@@ -34,7 +34,9 @@ from course_utils.grading import grade, isolation  # noqa: E402
 EXERCISE = "ex1_infonce"
 QUESTIONS = ("q1", "q2a", "q3b", "q4")
 FULL = (3.0, 2.0, 3.0, 3.0)
-TIMEOUT_S = 60  # per notebook and per question: the hanging question waits this long
+# One budget per notebook (issue 24): crash_and_hang runs its cells twice (a crash restarts the
+# sandbox) and its last question hangs until the budget is spent.
+TIMEOUT_S = 150
 INSTRUCTOR_SECRET = "instructor-secret-9d41c7"  # set in the grader's environment during the run
 MARK = "redteam-i14-left-running"  # in the command line of every process an attack tries to leave
 
