@@ -34,7 +34,9 @@ from course_utils.grading import grade, isolation  # noqa: E402
 EXERCISE = "ex1_infonce"
 QUESTIONS = ("q1", "q2a", "q3b", "q4")
 FULL = (3.0, 2.0, 3.0, 3.0)
-TIMEOUT_S = 60  # per notebook and per question: the hanging question waits this long
+# One budget per notebook (issue 24): crash_and_hang runs its cells twice (a crash restarts the
+# sandbox) and its last question hangs until the budget is spent.
+TIMEOUT_S = 150
 INSTRUCTOR_SECRET = "instructor-secret-9d41c7"  # set in the grader's environment during the run
 MARK = "redteam-i14-left-running"  # in the command line of every process an attack tries to leave
 
@@ -527,10 +529,7 @@ def test_no_process_is_left_running(run: dict) -> None:
 def test_resources_are_capped(run: dict) -> None:
     log = (run["out"] / "logs" / "exhaust.txt").read_text()
     started = int(log.split("processes started:")[1].split()[0])
-    if os.geteuid() != 0 or isolation.run_as_nobody():
-        assert started < isolation.Limits().processes, log[-500:]
-    # else: bubblewrap runs as root (Python not readable by others), and the kernel exempts a
-    # sandbox user mapped to root from the process limit; the PID namespace still kills them all.
+    assert started < isolation.Limits().processes, log[-500:]  # for root too (issue 24)
     assert "memory capped" in log and "disk capped" in log, log[-500:]
     flood = run["out"] / "logs" / "flood_log.txt"
     assert flood.stat().st_size < 200_000, "the log is capped"

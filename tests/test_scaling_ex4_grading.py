@@ -299,7 +299,8 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, dict], d
     for name, (func, source, _) in CASES.items():
         nbformat.write(_submission(func, source), folder / f"{name}.ipynb")
     command = [sys.executable, "-m", "course_utils.grading.grade", NAME, str(folder)]
-    command += ["-o", str(root / "out"), "--autograder", str(bundle), "-j", "2", "--timeout", "300"]
+    # --timeout is one budget for the whole notebook (cells and every question)
+    command += ["-o", str(root / "out"), "--autograder", str(bundle), "-j", "2", "--timeout", "600"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(root / "out" / "grades.csv", newline="") as f:

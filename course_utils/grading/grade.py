@@ -3,12 +3,14 @@
 Every directory entry gets exactly one row in OUT/grades.csv (symbolic links, folders, FIFOs and
 unreadable files included, as `error` rows; links are never followed), keyed by a student id: the
 file name without its extension, NFC-normalised; entries whose ids collide get `error` rows, never
-a grade. Each notebook's code cells run in a sandbox (`isolation`, `sandbox`) that only answers
+a grade. Names that cannot be file names (too long, control characters) get feedback and log files
+named by a readable prefix and a hash (`escape.file_stem`). Each notebook's code cells run in a sandbox (`isolation`, `sandbox`) that only answers
 requests in plain data; the tests run here and compute the verdict (`verdict`). Rows are appended to
 OUT/grades.csv.partial as they finish (flushed to disk) and OUT/grades.csv is written atomically at
 the end, sorted by file name; neither holds timings, so rerunning with the same `--seed` gives the
 same CSV. Feedback goes to OUT/feedback/<student>.txt, the sandbox's (capped) output to
-OUT/logs/<student>.txt.
+OUT/logs/<student>.txt. Text of a submission is escaped for where it lands (`escape`): quoted
+lines in feedback, visible escapes in logs, no formula in CSV.
 """
 
 from __future__ import annotations
@@ -30,12 +32,11 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import isolation, verdict
+from course_utils.grading import escape, isolation, verdict
 from course_utils.grading.generate import AUTOGRADER_DIR
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_SUBMISSION_BYTES = 32 * 2**20
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Outcome:
     feedback_name: str = ""  # relative to OUT/feedback (and OUT/logs); default <student>.txt
 
     def __post_init__(self) -> None:
-        self.feedback_name = self.feedback_name or f"{self.student}.txt"
+        self.feedback_name = self.feedback_name or f"{escape.file_stem(self.student)}.txt"
 
 
 def student_ids(names: list[str]) -> dict[str, str | None]:
@@ -108,17 +109,6 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def printable(text: str) -> str:
-    """`text` as valid UTF-8 (a file name that is not becomes U+FFFD where it breaks)."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def safe_cell(text: str) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = printable(text)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
 class Bookkeeper:
     """Rows appended (and flushed) as submissions finish; grades.csv written atomically at the end."""
 
@@ -137,30 +127,30 @@ class Bookkeeper:
         """The CSV row of an outcome."""
         scores = [o.scores.get(q, 0.0) for q in self.points]
         cells = [o.student, o.file, *(f"{s:g}" for s in scores), f"{sum(scores):g}", o.status]
-        return [safe_cell(c) for c in cells]
+        return [escape.csv_cell(c) for c in cells]
 
     def add(self, o: Outcome) -> None:
         """Record one outcome: its feedback and log files, and its row (flushed to disk)."""
         scores = [o.scores.get(q, 0.0) for q in self.points]
         header = [
-            f"exercise {self.exercise}, student {o.student} (file {o.file})",
-            f"status: {o.status}",
+            f"exercise {self.exercise}, student {escape.one_line(o.student)} (file {escape.one_line(o.file)})",
+            f"status: {escape.one_line(o.status)}",
             f"autograded score: {sum(scores):g} / {sum(self.points.values()):g}"
             " (written questions are graded by hand)",
             "",
         ]
         row = self.row(o)
-        with self._lock:
-            path = self.out / "feedback" / o.feedback_name
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(printable("\n".join(header + o.feedback) + "\n"))
-            if o.log:
-                (self.out / "logs" / o.feedback_name).write_text(printable(o.log))
+        with self._lock:  # the row first: a feedback file that cannot be written loses no row
             with open(self.partial, "a", newline="") as f:
                 csv.writer(f, lineterminator="\n").writerow(row)
                 f.flush()
                 os.fsync(f.fileno())
             self.rows.append((o.file, row))
+            path = self.out / "feedback" / o.feedback_name
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(escape.log_text("\n".join(header + o.feedback) + "\n"))
+            if o.log:
+                (self.out / "logs" / o.feedback_name).write_text(escape.log_text(o.log))
 
     def finish(self) -> None:
         """Write grades.csv (sorted by file) atomically and remove the partial file."""
@@ -185,7 +175,12 @@ def grade_entry(
         sid = unicodedata.normalize("NFC", Path(name).stem)
         why = f"student id {sid!r} is shared with another file (rename one)"
         return Outcome(
-            name, sid, f"error: {why}", {}, [why], feedback_name=f"collisions/{name}.txt"
+            name,
+            sid,
+            f"error: {why}",
+            {},
+            [why],
+            feedback_name=f"collisions/{escape.file_stem(name)}.txt",
         )
     sid = student
     try:
@@ -203,7 +198,7 @@ def grade_entry(
             name, sid, v.status, v.scores, v.feedback, time.perf_counter() - start, v.log
         )
     except Exception as e:
-        return Outcome(name, sid, f"error: grader failed ({type(e).__name__})", feedback=[str(e)[:500]])  # fmt: skip
+        return Outcome(name, sid, f"error: grader failed ({type(e).__name__})", feedback=[escape.one_line(str(e)[:500])])  # fmt: skip
 
 
 def grade_folder(
@@ -235,8 +230,6 @@ def grade_folder(
         )
     if bwrap is None:
         print(isolation.UNSAFE_RISKS, file=sys.stderr)
-    elif os.geteuid() == 0 and not isolation.run_as_nobody():
-        print(isolation.ROOT_NOTE, file=sys.stderr)
     bundle_bytes = bundle.read_bytes()
     bundle_hash = digest(bundle_bytes)
     sources = verdict.read_test_sources(bundle)
@@ -259,16 +252,22 @@ def grade_folder(
     books = Bookkeeper(out, points, exercise)
     what = why if bwrap else "NONE (--unsafe-no-isolation)"
     print(f"grading {len(names)} entries for {exercise}; isolation: {what}", file=sys.stderr)
+    if bwrap:
+        caps = isolation.caps_in_force(grader.limits)
+        print("caps in force per submission:\n  " + "\n  ".join(caps), file=sys.stderr)
     outcomes = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [
-            pool.submit(grade_entry, submissions, n, ids[n], grader, check_bundle) for n in names
-        ]
-        for future in tqdm(futures, desc="grading", unit="notebook"):
-            outcome = future.result()
-            books.add(outcome)
-            outcomes.append(outcome)
-    books.finish()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [
+                pool.submit(grade_entry, submissions, n, ids[n], grader, check_bundle)
+                for n in names
+            ]
+            for future in tqdm(futures, desc="grading", unit="notebook"):
+                outcome = future.result()
+                outcomes.append(outcome)
+                books.add(outcome)
+    finally:  # whatever stopped the run, grades.csv holds every row recorded so far
+        books.finish()
     return outcomes
 
 

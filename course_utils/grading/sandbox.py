@@ -1,7 +1,7 @@
 """The untrusted side of grading: run a submission's cells, then answer requests about its names.
 
-`course-grade` starts `python -m course_utils.grading.sandbox IN_FD OUT_FD MAX_PROCESSES` inside the isolation
-(see `isolation`), sends the notebook's code cells as the first request, and this process runs them
+`course-grade` starts `python -m course_utils.grading.sandbox IN_FD OUT_FD MAX_PROCESSES UID` inside
+the isolation (see `isolation`; a UID other than 0: started as root, drop to it first), sends the notebook's code cells as the first request, and this process runs them
 in an IPython shell (magics work; a cell that raises is noted and the next one runs, as with otter's
 `allow_errors`). It then answers, until the pipe closes, requests of three kinds:
 `get` (the value of a name, or of an attribute of an object it handed out), `call` (call one with
@@ -11,6 +11,11 @@ any other object stays here, and the grader only gets a numbered handle to it.
 
 Nothing in here is trusted: the student's code runs in this process and may rewrite any of it. It
 decides no verdict: the grader computes every verdict from the plain data this process sends.
+
+Before the cells run, what they see from Python looks like a student's own session (`blend_in`):
+an interactive `sys.argv`, no grading module in `sys.modules`, an ordinary host name. A determined
+notebook can still tell (the pipes, `/proc/self/cmdline`), and gains nothing by it: it never sees
+the tests, and the inputs they send are drawn afresh for each run.
 """
 
 from __future__ import annotations
@@ -130,7 +135,7 @@ def run_cells(cells: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Run code cells in an IPython shell; its namespace and the errors of the cells that raised."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    shell = InteractiveShell.instance()
+    shell = InteractiveShell.instance(colors="NoColor")  # plain tracebacks in the log
     errors = []
     for index, source in enumerate(cells, start=1):
         result = shell.run_cell(source, store_history=False)
@@ -144,15 +149,38 @@ def run_cells(cells: list[str]) -> tuple[dict[str, Any], list[str]]:
     return shell.user_ns, errors
 
 
+def drop_to(uid: int) -> None:
+    """Become `uid` (with no other group) and own the working directory; fail rather than stay root."""
+    os.chown(".", uid, uid)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if 0 in (os.getuid(), os.geteuid(), os.getgid()):
+        raise SystemExit("the sandbox could not drop root")
+
+
+def blend_in() -> None:
+    """Hide the grading machinery from the notebook's view of its interpreter."""
+    import course_utils
+
+    sys.argv = [""]  # as in an interactive interpreter
+    for name in [m for m in sys.modules if m.startswith("course_utils.grading")]:
+        del sys.modules[name]  # this module keeps its own references
+    course_utils.__dict__.pop("grading", None)
+
+
 def main() -> None:
     """Entry point: read the cells from the pipe, run them, report, then serve requests."""
-    in_fd, out_fd, processes = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    in_fd, out_fd, processes, uid = (int(a) for a in sys.argv[1:5])
+    if uid:
+        drop_to(uid)
     isolation.limit_processes(processes)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the size limit: an error, not death
     request, _ = wire.read_frame(in_fd)
     cells = request.get("cells")
     if not (isinstance(cells, list) and all(type(c) is str for c in cells)):
         raise SystemExit("the first request must carry the cells")
+    blend_in()
     namespace, errors = run_cells(cells)
     wire.write_frame(out_fd, {"ready": errors})
     Server(namespace).serve(in_fd, out_fd)

@@ -7,26 +7,36 @@ standing for it. Calling a `Remote` sends the call to the sandbox; passing one a
 passes the sandbox's own object; reading an attribute asks the sandbox for it. When an argument
 requires grad, the returned tensors are tied into this process's autograd graph (`_RemoteGrad`), so
 `loss.backward()` here asks the sandbox for the vector-Jacobian product. Every request has a
-deadline; past it, or when the sandbox dies, the request raises `SandboxGone` and the session is over.
+deadline (the submission's one budget); past it, or when the sandbox dies, the request raises
+`SandboxGone` and the session is over. Error names and messages the sandbox reports are checked and
+escaped to one line here (`escape`), before any test or feedback sees them.
+
+`TRUSTED_PHASE` serialises the tests of concurrent submissions (they share the global RNGs), but it
+is never held while waiting on a sandbox: a round trip releases it and restores this thread's RNG
+states when it gets it back, so a slow submission never holds up its classmates.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
+import random
+import re
 import select
 import signal
 import struct
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from course_utils.grading import isolation, wire
+from course_utils.grading import escape, isolation, wire
 
 LOG_CAP_BYTES = 64 * 1024
 # Exceptions a sandbox may report that a test might catch by type; any other is a SandboxError.
@@ -38,6 +48,47 @@ BUILTIN_ERRORS = {
         "ArithmeticError", "LookupError",
     )
 }  # fmt: skip
+
+
+ERROR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,79}")
+
+
+class TrustedPhase:
+    """A lock for the trusted phase that a thread can give up while it waits on a sandbox."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> TrustedPhase:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner = None
+        self._lock.release()
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Release the lock (if this thread holds it) for a wait; restore the RNG states after."""
+        if self._owner != threading.get_ident():
+            yield
+            return
+        import numpy as np
+
+        states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        self.__exit__()
+        try:
+            yield
+        finally:
+            self.__enter__()
+            torch.set_rng_state(states[0])
+            np.random.set_state(states[1])
+            random.setstate(states[2])
+
+
+TRUSTED_PHASE = TrustedPhase()
 
 
 class SandboxGone(Exception):
@@ -66,9 +117,10 @@ class CapturedLog:
             del self.tail[: len(self.tail) - LOG_CAP_BYTES]
 
     def text(self) -> str:
-        """The captured output, with a note where bytes were dropped."""
+        """The captured output (control characters escaped), with a note where bytes were dropped."""
         gap = f"\n[... {self.dropped} bytes not kept ...]\n" if self.dropped else ""
-        return (bytes(self.head) + gap.encode() + bytes(self.tail)).decode(errors="replace")
+        raw = (bytes(self.head) + gap.encode() + bytes(self.tail)).decode(errors="replace")
+        return escape.log_text(raw)
 
 
 class Session:
@@ -97,21 +149,25 @@ class Session:
             env |= {"PYTHONPATH": str(isolation.PACKAGE_DIR.parent), "HOME": scratch}
             env["MPLCONFIGDIR"] = os.path.join(scratch, ".matplotlib")
             cwd = scratch
+        launch = None
         try:
-            launch = isolation.sandbox_launch(isolated, to_child, from_child)
-            self.proc = subprocess.Popen(
-                launch.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log_w,
-                stderr=log_w,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=limits.apply,
-                **launch.popen,
-            )
+            launch = self.launch = isolation.sandbox_launch(isolated, to_child, from_child, limits)
+            try:
+                self.proc = subprocess.Popen(
+                    launch.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_w,
+                    stderr=log_w,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                    **launch.popen,
+                )
+            except BaseException:
+                launch.cleanup()
+                raise
         finally:
-            for fd in (to_child, from_child, log_w):
+            for fd in (to_child, from_child, log_w, *(launch.fds if launch else ())):
                 os.close(fd)
         self._reader = threading.Thread(target=self._drain, args=(log_r,), daemon=True)
         self._reader.start()
@@ -172,26 +228,29 @@ class Session:
 
     # ---- requests ---------------------------------------------------------------------------
 
-    def start(self, timeout: float) -> list[str]:
-        """Send the cells and wait for them to run; the errors of cells that raised."""
-        self.deadline = time.monotonic() + timeout
-        self._send({"op": "run", "cells": self.cells})
-        header, _ = self._receive()
+    def start(self, deadline: float) -> list[str]:
+        """Send the cells and wait until they ran (by `deadline`, monotonic); errors of cells that raised."""
+        self.deadline = deadline
+        with TRUSTED_PHASE.released():
+            self._send({"op": "run", "cells": self.cells})
+            header, _ = self._receive()
         errors = header.get("ready")
         if not (isinstance(errors, list) and all(type(e) is str for e in errors)):
             raise self._fail("broke the protocol")
-        return [e[:300] for e in errors[:50]]
+        return [escape.one_line(e[:300]) for e in errors[:50]]
 
     def request(self, header: dict, encoder: wire.Encoder | None = None) -> tuple[Any, int | None]:
         """Send one request; the decoded value and the graph id of a tracked call."""
-        self._send(header, encoder.blob() if encoder else b"")
-        answer, blob = self._receive()
+        with TRUSTED_PHASE.released():
+            self._send(header, encoder.blob() if encoder else b"")
+            answer, blob = self._receive()
         if answer.get("missing") is True:
             raise LookupError("missing")
         if "error" in answer:
-            error = answer["error"]
-            kind = str(error.get("type", "Exception"))[:80] if isinstance(error, dict) else "?"
-            message = str(error.get("message", ""))[:500] if isinstance(error, dict) else ""
+            error = answer["error"] if isinstance(answer["error"], dict) else {}
+            kind = str(error.get("type", ""))
+            kind = kind if ERROR_NAME.fullmatch(kind) else "Exception"
+            message = escape.one_line(str(error.get("message", ""))[:500])
             raise BUILTIN_ERRORS.get(kind, SandboxError)(f"{kind}: {message}" if message else kind)
         if "value" not in answer:
             raise self._fail("broke the protocol")
@@ -239,6 +298,10 @@ class Session:
 
     def close(self) -> None:
         """Close the pipes, give the sandbox a moment to exit, then kill its whole process tree."""
+        with TRUSTED_PHASE.released():
+            self._close()
+
+    def _close(self) -> None:
         for fd in (self._in, self._out):
             if fd >= 0:
                 os.close(fd)
@@ -254,6 +317,7 @@ class Session:
             except ProcessLookupError:
                 pass
         self.proc.wait()
+        self.launch.cleanup()
         self._reader.join(timeout=5)
 
 

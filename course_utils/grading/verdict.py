@@ -19,20 +19,18 @@ import inspect
 import math
 import random
 import re
-import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course_utils.grading import isolation
-from course_utils.grading.session import SandboxGone, Session
+from course_utils.grading import escape, isolation
+from course_utils.grading.session import TRUSTED_PHASE, SandboxGone, Session
 
 SEED_CALLS = {"manual_seed", "default_rng", "seed", "RandomState"}
 TEST_CASE_HEADER = re.compile(r"^❌ Test case failed\nError at line \d+ in test [^\n]*:\n[^\n]*\n")
 MAX_RESTARTS = 2  # a sandbox that dies while a question is tested is restarted for the next ones
-_TRUSTED_PHASE = threading.Lock()  # tests share global RNGs and otter objects: one at a time
 
 
 def read_test_sources(bundle: Path) -> dict[str, str]:
@@ -148,24 +146,25 @@ class Grader:
         self.secret, self.profile = secret, profile
         self.limits = limits or isolation.Limits(cpu_seconds=int(4 * timeout) + 60)
 
-    def _start(self, cells: list[str], scratch: str) -> tuple[Session, list[str]]:
+    def _start(self, cells: list[str], scratch: str, deadline: float) -> tuple[Session, list[str]]:
         session = Session(
             cells, isolated=self.isolated, profile=self.profile, limits=self.limits, scratch=scratch
         )
         try:
-            errors = session.start(self.timeout)
+            errors = session.start(deadline)
         except SandboxGone:
             return session, []
         return session, errors
 
     def grade(self, cells: list[str], scratch: str) -> Verdict:
-        """Run `cells` in a sandbox, then every question's tests here against it."""
-        session, errors = self._start(cells, scratch)
+        """Run `cells` in a sandbox, then every question's tests here, all within one time budget."""
+        deadline = time.monotonic() + self.timeout  # cells, questions and restarts together
+        session, errors = self._start(cells, scratch, deadline)
         if session.gone:
             status = _exit_status(session)
             note = f"stopped after the {self.timeout:g} s time limit" if status == "timeout" else ""
             tail = session.log.text().strip().splitlines()[-5:]
-            feedback = [note] if note else ["last output:", *tail]
+            feedback = [note] if note else ["last output:", *escape.quoted("\n".join(tail))]
             return Verdict(status, feedback=feedback, log=session.log.text())
         notes = [f"error in {e}" for e in errors]
         lines: list[str] = []
@@ -173,13 +172,13 @@ class Grader:
         restarts = 0
         logs = []
         try:
-            with _TRUSTED_PHASE:
+            with TRUSTED_PHASE:
                 tests = load_tests(self.sources, self.secret)
                 for index, test in enumerate(tests):
-                    if session.gone and restarts < MAX_RESTARTS:
+                    if session.gone not in (None, "timeout") and restarts < MAX_RESTARTS:
                         logs.append(session.log.text())
                         restarts += 1
-                        session, _ = self._start(cells, scratch)
+                        session, _ = self._start(cells, scratch, deadline)
                     scores[test.name] = self._question(test, session, index, lines)
         finally:
             session.close()
@@ -191,9 +190,9 @@ class Grader:
         """Run one question's tests against the session; its score, feedback appended to `lines`."""
         possible = float(test.possible)
         if session.gone:
-            lines += [f"{test.name}: 0 / {possible:g}", "  not tested: the sandbox stopped earlier"]
+            why = "the time limit was spent" if session.gone == "timeout" else "the sandbox stopped"
+            lines += [f"{test.name}: 0 / {possible:g}", f"  not tested: {why} earlier"]
             return 0.0
-        session.deadline = time.monotonic() + self.timeout
         env = {}
         for name in _parameters(test):
             try:
@@ -221,6 +220,6 @@ class Grader:
             if result.passed:
                 lines.append(f"  {kind} {i}: passed")
             else:
-                detail = _failure(result.message, hidden).replace("\n", "\n    ")
-                lines.append(f"  {kind} {i}: failed\n    {detail}")
+                detail = "\n".join(escape.quoted(_failure(result.message, hidden)))
+                lines.append(f"  {kind} {i}: failed\n{detail}")
         return score
