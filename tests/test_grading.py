@@ -87,6 +87,28 @@ def test_instructors_points_table_matches_the_masters() -> None:
         assert int(total) == sum(auto.values()) + sum(manual.values()), f"{master.stem}: total"
 
 
+def test_instructors_rubric_table_matches_the_bundles(
+    regenerated: dict[str, gen.Generated],
+) -> None:
+    doc = (gen.ROOT / "docs" / "instructors.md").read_text()
+    pattern = r"^\| (ex\w+) \| (\w+) \| `(test_\w+)` \| ([\d.]+) \| ([^|]+) \|$"
+    table = {
+        m.group(1, 2, 3): (float(m.group(4)), m.group(5)) for m in re.finditer(pattern, doc, re.M)
+    }
+    cases = {}
+    for name, paths in regenerated.items():
+        for test in verdict.load_tests(verdict.read_test_sources(paths.autograder)):
+            for tc in test.test_cases:
+                function = tc.body.test_func.__name__
+                kind = "hidden" if tc.hidden else "visible"
+                if verdict.RULE_CASE.match(function):
+                    kind = "rule: a failure zeroes the question"
+                elif tc.points == 0:
+                    kind += ", form gate"
+                cases[(name, test.name, function)] = (float(tc.points), kind)
+    assert table == cases
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_exercise_is_fresh(
     name: str, regenerated: dict[str, gen.Generated], staged: Callable[..., bytes]
