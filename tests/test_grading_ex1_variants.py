@@ -379,3 +379,23 @@ def test_library_uses_in_the_grader(cells: list[str], found: list[str]) -> None:
 def test_library_uses_rejects_a_non_function() -> None:
     with pytest.raises(TypeError, match="func must be a function"):
         source_check.library_uses(3, ["x"])
+
+
+def test_an_undefined_function_says_so(questions: Questions) -> None:
+    assert questions.score("q1", HEAD + "x = 1\n") == 0
+    assert "not defined in the notebook: info_nce_scratch" in questions.feedback
+    assert "NoneType" not in questions.feedback
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["AssertionError", "AssertionError: (16, 8, 0.07, 1.0, 2.0)", "TypeError: <submission's x>"],
+)
+def test_a_failure_without_words_is_named_by_its_test(message: str) -> None:
+    from course_utils.grading import verdict
+
+    got = verdict._failure(message, "test_q1_matches_the_library", hidden=True)
+    assert got == "failed: q1 matches the library"
+    assert verdict._failure("AssertionError: the label of query i is i", "test_x", True).endswith(
+        "is i"
+    )
