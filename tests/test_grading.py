@@ -87,6 +87,28 @@ def test_instructors_points_table_matches_the_masters() -> None:
         assert int(total) == sum(auto.values()) + sum(manual.values()), f"{master.stem}: total"
 
 
+def test_instructors_rubric_table_matches_the_bundles(
+    regenerated: dict[str, gen.Generated],
+) -> None:
+    doc = (gen.ROOT / "docs" / "instructors.md").read_text()
+    pattern = r"^\| (ex\w+) \| (\w+) \| `(test_\w+)` \| ([\d.]+) \| ([^|]+) \|$"
+    table = {
+        m.group(1, 2, 3): (float(m.group(4)), m.group(5)) for m in re.finditer(pattern, doc, re.M)
+    }
+    cases = {}
+    for name, paths in regenerated.items():
+        for test in verdict.load_tests(verdict.read_test_sources(paths.autograder)):
+            for tc in test.test_cases:
+                function = tc.body.test_func.__name__
+                kind = "hidden" if tc.hidden else "visible"
+                if verdict.RULE_CASE.match(function):
+                    kind = "rule: a failure zeroes the question"
+                elif tc.points == 0:
+                    kind += ", form gate"
+                cases[(name, test.name, function)] = (float(tc.points), kind)
+    assert table == cases
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_exercise_is_fresh(
     name: str, regenerated: dict[str, gen.Generated], staged: Callable[..., bytes]
@@ -235,7 +257,7 @@ SUBMISSIONS = {
     "alice.ipynb": (lambda: solved("ex1_infonce"), (3, 2, 3, 3), "ok"),
     "carol.ipynb": (
         lambda: answered(solved("ex1_infonce"), "info_nce_as_classification", WRONG_LABELS),
-        (3, 1, 3, 3),
+        (3, 0, 3, 3),
         "ok",
     ),
     "blank.ipynb": (_blank, (0, 0, 0, 0), "ok"),
@@ -264,11 +286,11 @@ SUBMISSIONS = {
         (3, 2, 3, 3),
         "ok",
     ),
-    # the patches only change the sandbox: q1 earns what `return torch.tensor(0.0)` earns (a finite
-    # scalar, no library call), nothing more
+    # the patches only change the sandbox: q1 earns what `return torch.tensor(0.0)` earns (a stub
+    # passes only the form check, worth 0), nothing more
     "patches_tests.ipynb": (
         lambda: answered(_with_cell(_blank(), PATCH_MACHINERY), "info_nce_scratch", PATCH_AT_CALL),
-        (1, 0, 0, 0),
+        (0, 0, 0, 0),
         "ok",
     ),
     "not_json.ipynb": ("this is not JSON {", (0, 0, 0, 0), "unreadable"),
@@ -384,7 +406,7 @@ def test_special_entry_row(file: str, graded: tuple) -> None:
 def test_feedback_hides_hidden_tests(graded: tuple) -> None:
     _, _, out = graded
     carol = (out / "feedback" / "carol.txt").read_text()
-    assert "q2a: 1 / 2" in carol and "hidden test 2: failed" in carol
+    assert "q2a: 0 / 2" in carol and "hidden test 2: failed" in carol
     assert "the label of query i is i" in carol  # the hidden test's message, not its source
     assert "info_nce(q, k, temperature=tau)" not in carol
 
@@ -440,13 +462,22 @@ def test_student_ids_stay_unique() -> None:
     }  # fmt: skip
 
 
-def test_secret_shifts_every_literal_seed_and_keeps_lines() -> None:
+def test_secret_replaces_every_literal_seed_and_keeps_lines() -> None:
     source = "g = torch.Generator().manual_seed(3)\nrng = np.random.default_rng(0)\nx = f(3)\n"
     shifted = verdict.seeded(source, 10)
+    a, b = verdict.secret_seed(3, 10), verdict.secret_seed(0, 10)
     assert shifted.splitlines() == [
-        "g = torch.Generator().manual_seed(13)", "rng = np.random.default_rng(10)", "x = f(3)"
+        f"g = torch.Generator().manual_seed({a})", f"rng = np.random.default_rng({b})", "x = f(3)"
     ]  # fmt: skip
     assert verdict.seeded(source, 0) == source
+
+
+def test_one_seen_input_reveals_neither_the_secret_nor_another_input() -> None:
+    # With a shift, seed 3 + secret handed to a student's function gave the secret away; a hash does
+    # not: the seeds of two tests under one secret differ by no fixed amount across secrets.
+    gaps = {verdict.secret_seed(3, s) - verdict.secret_seed(0, s) for s in range(50)}
+    assert len(gaps) == 50
+    assert all(verdict.secret_seed(3, s) != 3 + s for s in range(50))
 
 
 def test_bad_arguments_are_rejected(tmp_path: Path) -> None:

@@ -228,18 +228,17 @@ for size in SIZES:
 
 _Q6_TAIL = """
 
-q6_significant = []
+q6_z = {}
 for size in SIZES:
     end = (EVALS["size"] == size) & (EVALS["step"] == 143_000)
     std, ded = end & ~EVALS["deduped"], end & EVALS["deduped"]
-    z = dedup_z(
+    q6_z[size] = dedup_z(
         EVALS["lambada_ppl"][std][0],
         EVALS["lambada_ppl_stderr"][std][0],
         EVALS["lambada_ppl"][ded][0],
         EVALS["lambada_ppl_stderr"][ded][0],
     )
-    if z > 2:
-        q6_significant.append(size)
+q6_significant = sorted(size for size, z in q6_z.items() if z > 2)
 """
 Q6_ONE_STDERR = (
     """\
@@ -316,8 +315,8 @@ def test_case_scores(case: str, graded: tuple[dict[str, dict], dict[str, float]]
     _, _, loses = CASES[case]
     if loses is None:  # the master and other correct methods: full marks everywhere
         assert {q: float(row[q]) for q in points} == points, row
-    else:  # the wrong answer loses marks on its own question
-        assert float(row[loses]) < points[loses], row
+    else:  # the wrong answer loses at least half of its own question
+        assert float(row[loses]) <= points[loses] / 2, row
 
 
 def test_ex4_questions_and_points(graded: tuple[dict[str, dict], dict[str, float]]) -> None:

@@ -7,14 +7,22 @@ passed and failed cases into points. Nothing that comes back from the sandbox is
 use this process's untouched torch, numpy and builtins.
 
 Per-run secret inputs: every integer literal seed in a test (`manual_seed(3)`, `default_rng(0)`,
-`np.random.seed(1)`) is shifted by a secret drawn once per grading run (`--seed` fixes it), and the
-global RNGs are reseeded from it before each question, so a submission cannot hard-code the outputs
-the public masters' tests expect.
+`np.random.seed(1)`) is replaced by a hash of itself and a secret drawn once per grading run
+(`--seed` fixes it), and the global RNGs are reseeded from it before each question, so a submission
+cannot hard-code the outputs the public masters' tests expect, and an input it receives reveals
+nothing about the secret or about another test's inputs.
+
+Points: otter's per-test-case points (`points:` in a test's config; form checks are worth 0). A
+test case named `test_<question>_rule_...` states a rule of the question ("write the loss
+yourself"): when it fails, the whole question scores 0. A question whose function the notebook
+does not define scores 0 and says so. A failure whose message has no words (a bare
+`AssertionError`, a raw tuple) is reported by the test case's name in words.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 import math
 import random
@@ -30,6 +38,8 @@ from course_utils.grading.session import TRUSTED_PHASE, SandboxGone, Session
 
 SEED_CALLS = {"manual_seed", "default_rng", "seed", "RandomState"}
 TEST_CASE_HEADER = re.compile(r"^❌ Test case failed\nError at line \d+ in test [^\n]*:\n[^\n]*\n")
+RULE_CASE = re.compile(r"^test_\w+?_rule_")
+WORDLESS = re.compile(r"^(AssertionError|[\w.]*Error)(: [(\[{<].*)?$", re.DOTALL)
 MAX_RESTARTS = 2  # a sandbox that dies while a question is tested is restarted for the next ones
 
 
@@ -46,8 +56,14 @@ def read_test_sources(bundle: Path) -> dict[str, str]:
     return sources
 
 
+def secret_seed(value: int, secret: int) -> int:
+    """The seed a test's literal seed `value` becomes under `secret`: a hash of both."""
+    digest = hashlib.sha256(f"{secret}:{value}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
 def seeded(source: str, secret: int) -> str:
-    """`source` with every integer literal seed shifted by `secret` (line numbers kept)."""
+    """`source` with every integer literal seed replaced by `secret_seed` (line numbers kept)."""
     if not secret:
         return source
     lines = source.split("\n")
@@ -63,7 +79,7 @@ def seeded(source: str, secret: int) -> str:
                 edits.append((arg.lineno, arg.col_offset, arg.end_col_offset, arg.value))
     for lineno, start, end, value in sorted(edits, reverse=True):
         raw = lines[lineno - 1].encode()
-        new = str((value + secret) % 2**31).encode()
+        new = str(secret_seed(value, secret)).encode()
         lines[lineno - 1] = (raw[:start] + new + raw[end:]).decode()
     return "\n".join(lines)
 
@@ -101,9 +117,22 @@ def _parameters(test: Any) -> list[str]:
     return names
 
 
-def _failure(message: str, hidden: bool) -> str:
-    """otter's failure message; for a hidden test without the test's source line."""
-    return TEST_CASE_HEADER.sub("", message).strip() if hidden else message.strip()
+def _function_name(case: Any) -> str:
+    """The name of a test case's function (otter names the case itself "q1 - 3")."""
+    return case.body.test_func.__name__
+
+
+def _in_words(name: str) -> str:
+    """A test case's name as a sentence: test_q1_matches_the_library -> 'q1 matches the library'."""
+    return name.removeprefix("test_").replace("_", " ")
+
+
+def _failure(message: str, name: str, hidden: bool) -> str:
+    """otter's failure message (for a hidden test without its source line), in words."""
+    body = TEST_CASE_HEADER.sub("", message).strip()
+    if WORDLESS.match(body) or "Remote" in body or "<submission's" in body:
+        body = f"failed: {_in_words(name)}"
+    return body if hidden else message.strip()
 
 
 def _reseed(secret: int, index: int) -> None:
@@ -198,28 +227,50 @@ class Grader:
             try:
                 env[name] = session.lookup(name)
             except LookupError:
-                pass  # otter passes None: the test fails and says how
+                pass  # otter passes None: the case fails, and its feedback names what is missing
             except Exception:  # SandboxGone, or the lookup itself raised: noted below
                 break
-        _reseed(self.secret, index)
-        test.run(env)
-        score = float(test.score)
+        own: list[str] = []
+        score = score_question(test, env, self.secret, index, own)
         if session.gone:
-            score, crash = 0.0, f"the submission {session.gone.replace('timeout', 'timed out')} while this question was tested"  # fmt: skip
-        else:
-            crash = None
-        if not (math.isfinite(score) and 0 <= score <= possible):
-            raise ValueError(f"score {score} of {test.name} outside [0, {possible}]")
-        lines.append(f"{test.name}: {score:g} / {possible:g}")
-        if crash:
-            lines.append(f"  scored 0: {crash}")
-            return score
-        for i, result in enumerate(test.test_case_results, start=1):
-            hidden = result.test_case.hidden
-            kind = "hidden test" if hidden else "test"
-            if result.passed:
-                lines.append(f"  {kind} {i}: passed")
-            else:
-                detail = "\n".join(escape.quoted(_failure(result.message, hidden)))
-                lines.append(f"  {kind} {i}: failed\n{detail}")
+            crash = f"the submission {session.gone.replace('timeout', 'timed out')} while this question was tested"  # fmt: skip
+            lines += [f"{test.name}: 0 / {possible:g}", f"  scored 0: {crash}"]
+            return 0.0
+        lines += own
         return score
+
+
+def score_question(
+    test: Any, env: dict[str, Any], secret: int, index: int, lines: list[str]
+) -> float:
+    """Run one question's test cases against `env` (names -> values or Remotes); its score, with
+    its feedback appended to `lines`. A failed rule case zeroes the question."""
+    possible = float(test.possible)
+    _reseed(secret, index)
+    test.run(env)
+    score = float(test.score)
+    failed = [_function_name(r.test_case) for r in test.test_case_results if not r.passed]
+    broken = [name for name in failed if RULE_CASE.match(name)]
+    if broken:
+        score = 0.0
+    if not (math.isfinite(score) and 0 <= score <= possible):
+        raise ValueError(f"score {score} of {test.name} outside [0, {possible}]")
+    lines.append(f"{test.name}: {score:g} / {possible:g}")
+    if broken:
+        lines.append(
+            f"  scored 0: the question's rule is broken ({', '.join(map(_in_words, broken))})"
+        )
+    for i, result in enumerate(test.test_case_results, start=1):
+        hidden = result.test_case.hidden
+        kind = "hidden test" if hidden else "test"
+        if result.passed:
+            lines.append(f"  {kind} {i}: passed")
+        else:
+            params = inspect.signature(result.test_case.body.test_func).parameters
+            missing = [p for p in params if p != "env" and p not in env]
+            if missing:
+                detail = f"not defined in the notebook: {', '.join(missing)}"
+            else:
+                detail = _failure(result.message, _function_name(result.test_case), hidden)
+            lines.append(f"  {kind} {i}: failed\n" + "\n".join(escape.quoted(detail)))
+    return score

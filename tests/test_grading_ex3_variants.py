@@ -1,0 +1,164 @@
+"""Exercise 3's q1 and q2 grades track correctness, the same under any secret: wrong answers lose
+at least half, other correct styles keep everything, delegation scores 0. Scored through the
+grader's verdict code (`Questions`); q3 and q4 (which train) are graded end to end in
+test_ex3_wrong_answers.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
+
+from grading_variants import Questions  # noqa: E402
+from test_ex3_wrong_answers import WRONG as END_TO_END_WRONG  # noqa: E402
+
+from course_utils.grading import generate as gen  # noqa: E402
+
+NAME = "ex3_simclr"
+POINTS = {"q1": 3.0, "q2": 2.0}
+HEAD = "import torch\nimport torch.nn.functional as F\n\n"
+SEEDED = """
+
+def two_views_seeded(x, seed):
+    return two_views(x, torch.Generator().manual_seed(seed))
+"""
+
+CORRECT = {
+    "q1": {
+        "masked_cross_entropy": """
+def nt_xent_scratch(z1, z2, temperature=0.5):
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = (z @ z.T / temperature).masked_fill(torch.eye(len(z), dtype=torch.bool), float("-inf"))
+    n = len(z1)
+    return F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
+""",
+        "logsumexp_by_hand": """
+def nt_xent_scratch(z1, z2, temperature=0.5):
+    z = torch.cat([z1, z2])
+    z = z / z.norm(dim=1, keepdim=True)
+    n = len(z1)
+    logits = z @ z.T / temperature - 1e9 * torch.eye(2 * n)
+    partner = (torch.arange(2 * n) + n) % (2 * n)
+    return (torch.logsumexp(logits, 1) - logits[torch.arange(2 * n), partner]).mean()
+""",
+        "two_directions_averaged": """
+def _one_way(a, b, others, temperature):
+    pos = (a * b).sum(1) / temperature
+    logits = torch.cat([a @ b.T, (a @ others.T).fill_diagonal_(float("-inf"))], 1) / temperature
+    return (torch.logsumexp(logits, 1) - pos).mean()
+
+
+def nt_xent_scratch(z1, z2, temperature=0.5):
+    a, b = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    return (_one_way(a, b, a, temperature) + _one_way(b, a, b, temperature)) / 2
+""",
+    },
+    "q2": {
+        "affine_grid": """
+def two_views(x, generator):
+    def one_view():
+        b = len(x)
+        side = 0.5 + 0.5 * torch.rand(b, generator=generator)
+        shift = (1 - side)[:, None] * (2 * torch.rand(b, 2, generator=generator) - 1)
+        flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = side * flip, side, shift
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        brightness = 0.6 + 0.8 * torch.rand(b, 1, 1, 1, generator=generator)
+        return (F.grid_sample(x, grid, align_corners=False) * brightness).clamp(0, 1)
+
+    return one_view(), one_view()
+""",
+        "flip_the_pixels": """
+def _view(x, generator):
+    b = x.shape[0]
+    s = torch.rand(b, generator=generator) * 0.5 + 0.5
+    t = (2 * torch.rand(b, 2, generator=generator) - 1) * (1 - s)[:, None]
+    theta = torch.stack(
+        [torch.stack([s, 0 * s, t[:, 0]], 1), torch.stack([0 * s, s, t[:, 1]], 1)], 1
+    )
+    crop = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    flipped = torch.rand(b, generator=generator) < 0.5
+    crop = torch.where(flipped[:, None, None, None], crop.flip(-1), crop)
+    return (crop * (0.6 + 0.8 * torch.rand(b, 1, 1, 1, generator=generator))).clamp(0.0, 1.0)
+
+
+def two_views(x, generator):
+    return _view(x, generator), _view(x, generator)
+""",
+        "nearest_sampling": """
+def two_views(x, generator):
+    views = []
+    for _ in range(2):
+        n = x.shape[0]
+        u = torch.rand(n, 6, generator=generator)
+        side, flip = 0.5 + 0.5 * u[:, 0], torch.where(u[:, 1] < 0.5, -1.0, 1.0)
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0], theta[:, 1, 1] = side * flip, side
+        theta[:, 0, 2], theta[:, 1, 2] = (1 - side) * (2 * u[:, 2] - 1), (1 - side) * (2 * u[:, 3] - 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        out = F.grid_sample(x, grid, mode="nearest", align_corners=False)
+        views.append((out * (0.6 + 0.8 * u[:, 4]).view(n, 1, 1, 1)).clamp(0, 1))
+    return views[0], views[1]
+""",
+    },
+}
+ONE_CROP_PER_BATCH = """
+def two_views(x, generator):
+    def one_view():
+        b = len(x)
+        side = (0.5 + 0.5 * torch.rand(1, generator=generator)).expand(b)
+        shift = ((1 - side)[:, None] * (2 * torch.rand(1, 2, generator=generator) - 1)).expand(b, 2)
+        flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+        theta = torch.zeros(b, 2, 3)
+        theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = side * flip, side, shift
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        brightness = 0.6 + 0.8 * torch.rand(b, 1, 1, 1, generator=generator)
+        return (F.grid_sample(x, grid, align_corners=False) * brightness).clamp(0, 1)
+
+    return one_view(), one_view()
+"""
+WRONG = {
+    "q1": {
+        **END_TO_END_WRONG["q1"],
+        "delegates_via_import": """
+from course_utils.losses import nt_xent as _loss
+
+
+def nt_xent_scratch(z1, z2, temperature=0.5):
+    return _loss(z1, z2, temperature=temperature)
+""",
+    },
+    "q2": {**END_TO_END_WRONG["q2"], "one_crop_per_batch": ONE_CROP_PER_BATCH},
+}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("ex3")
+    return gen.generate(gen.SOLUTIONS_DIR / f"{NAME}.ipynb", out, out, out).autograder, out
+
+
+def _source(question: str, answer: str) -> str:
+    return HEAD + answer + (SEEDED if question == "q2" else "")
+
+
+@pytest.mark.parametrize("secret", [2026, 1, 77])
+@pytest.mark.parametrize("question, variant", [(q, v) for q, vs in CORRECT.items() for v in vs])
+def test_correct_variant_keeps_every_point(
+    question: str, variant: str, secret: int, bundle
+) -> None:
+    questions = Questions(*bundle, secret=secret)
+    score = questions.score(question, _source(question, CORRECT[question][variant]))
+    assert score == POINTS[question], questions.feedback
+
+
+@pytest.mark.parametrize("secret", [2026, 1, 77])
+@pytest.mark.parametrize("question, variant", [(q, v) for q, vs in WRONG.items() for v in vs])
+def test_wrong_answer_loses_at_least_half(question: str, variant: str, secret: int, bundle) -> None:
+    questions = Questions(*bundle, secret=secret)
+    score = questions.score(question, _source(question, WRONG[question][variant]))
+    assert score <= POINTS[question] / 2, questions.feedback
+    if "delegates" in variant:
+        assert score == 0, questions.feedback
