@@ -352,7 +352,7 @@ def test_pll_rejects_a_causal_model(mlm, kind):
     ],
 )
 def test_tiny_mlm_trains_on_the_device_asked(monkeypatch, kwargs, expected):
-    import course_utils.lm as lm
+    import course_utils.lm.tiny as lm_tiny
 
     class Stop(Exception):
         pass
@@ -363,7 +363,7 @@ def test_tiny_mlm_trains_on_the_device_asked(monkeypatch, kwargs, expected):
         devices.append(next(model.parameters()).device)
         raise Stop
 
-    monkeypatch.setattr(lm, "train_mlm", spy)
+    monkeypatch.setattr(lm_tiny, "train_mlm", spy)
     with pytest.raises(Stop):
         tiny_mlm(CORPUS, vocab_size=150, hidden_size=32, max_length=128, **kwargs)
     assert devices == [torch.device(expected)]

@@ -55,6 +55,7 @@ def test_the_estimate_uses_the_lessons_gpu_sizes() -> None:
     lesson_04 = "04_autoregressive_perplexity.ipynb"
     lesson_05 = "05_simclr.ipynb"
     assert estimate.STEPS_04 == _gpu_size(lesson_04, "STEPS")
+    assert estimate.STEPS_04 == _gpu_size(lesson_04, "MLM_STEPS")  # counted as long as the AR model
     assert estimate.BATCH_04 == _gpu_size(lesson_04, "BATCH")
     assert estimate.IGPT_STEPS_04 == _gpu_size(lesson_04, "IGPT_STEPS")
     assert estimate.EPOCHS_05 == _gpu_size(lesson_05, "EPOCHS")
