@@ -221,8 +221,8 @@ def knn_monitor(
     `dtype`: the autocast dtype of the encoder's forward passes (the training run's precision).
     """
     train_x, train_y, test_x, test_y = monitor
-    # Under the training precision: on a T4 an fp32 pass over CIFAR-10's 60,000 images takes about
-    # 30 s, longer than the training epoch it checks (about 21 s in fp16); fp16 takes about 4 s.
+    # Under the training precision: in fp32 a T4 pass over CIFAR-10's 60,000 images costs several
+    # times its fp16 pass (estimates: README's run-time table; scripts/gpu_check.py measures it).
     bank = extract_features(model.encoder, train_x, preprocess=model.normalize, dtype=dtype)
     query = extract_features(model.encoder, test_x, preprocess=model.normalize, dtype=dtype)
     return knn_accuracy(bank, train_y, query, test_y, k=k, temperature=temperature)
