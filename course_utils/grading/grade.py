@@ -30,8 +30,9 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import isolation, verdict
-from course_utils.grading.generate import AUTOGRADER_DIR
+from course_utils.grading import export, isolation, report, verdict, written
+from course_utils.grading import summary as class_summary
+from course_utils.grading.generate import AUTOGRADER_DIR, SOLUTIONS_DIR
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_SUBMISSION_BYTES = 32 * 2**20
@@ -122,11 +123,13 @@ def safe_cell(text: str) -> str:
 class Bookkeeper:
     """Rows appended (and flushed) as submissions finish; grades.csv written atomically at the end."""
 
-    def __init__(self, out: Path, points: dict[str, float], exercise: str) -> None:
-        self.out, self.points, self.exercise = out, points, exercise
+    def __init__(
+        self, out: Path, points: dict[str, float], exercise: str, written: dict[str, float]
+    ) -> None:
+        self.out, self.points, self.exercise, self.written = out, points, exercise, written
         for sub in ("feedback", "logs"):
             (out / sub).mkdir(parents=True, exist_ok=True)
-        self.header = ["student", "file", *points, "total", "status"]
+        self.header = ["student", "file", *points, *written, "total", "status"]
         self.partial = out / "grades.csv.partial"
         self._lock = threading.Lock()
         with open(self.partial, "w", newline="") as f:
@@ -136,7 +139,8 @@ class Bookkeeper:
     def row(self, o: Outcome) -> list[str]:
         """The CSV row of an outcome."""
         scores = [o.scores.get(q, 0.0) for q in self.points]
-        cells = [o.student, o.file, *(f"{s:g}" for s in scores), f"{sum(scores):g}", o.status]
+        manual = [""] * len(self.written)  # filled in by `course-grade merge`
+        cells = [o.student, o.file, *(f"{s:g}" for s in scores), *manual, f"{sum(scores):g}", o.status]  # fmt: skip
         return [safe_cell(c) for c in cells]
 
     def add(self, o: Outcome) -> None:
@@ -216,6 +220,7 @@ def grade_folder(
     jobs: int = 1,
     seed: int | None = None,
     unsafe_no_isolation: bool = False,
+    master: Path | None = None,
 ) -> list[Outcome]:
     """Grade every entry directly inside `submissions`; write OUT/grades.csv, feedback/ and logs/."""
     from tqdm import tqdm
@@ -227,6 +232,9 @@ def grade_folder(
         raise ValueError(f"submissions must be a folder, got {submissions}")
     if timeout <= 0 or jobs < 1:
         raise ValueError(f"timeout must be > 0 and jobs >= 1, got {timeout} and {jobs}")
+    master = Path(master or SOLUTIONS_DIR / f"{exercise}.ipynb")
+    if not master.is_file():
+        raise ValueError(f"no master at {master} (its written questions): pass --master")
     bwrap, why = isolation.bubblewrap()
     if bwrap is None and not unsafe_no_isolation:
         raise ValueError(
@@ -256,7 +264,9 @@ def grade_folder(
     )
     names = sorted(os.listdir(submissions))
     ids = student_ids(names)
-    books = Bookkeeper(out, points, exercise)
+    written_points = {q.name: q.points for q in written.written_questions(master)}
+    books = Bookkeeper(out, points, exercise, written_points)
+    written.write_questions(out, exercise, points, written_points)
     what = why if bwrap else "NONE (--unsafe-no-isolation)"
     print(f"grading {len(names)} entries for {exercise}; isolation: {what}", file=sys.stderr)
     outcomes = []
@@ -290,8 +300,29 @@ def summary(outcomes: list[Outcome], points: dict[str, float]) -> str:
     )
 
 
+def merge_main(argv: list[str]) -> int:
+    """`course-grade merge OUT MANUAL.csv`: add written scores to OUT/grades.csv."""
+    parser = argparse.ArgumentParser(prog="course-grade merge", description=merge_main.__doc__)
+    parser.add_argument("out", type=Path, help="the output folder of a course-grade run")
+    parser.add_argument("manual", type=Path, help="CSV: student, then written questions' scores")
+    args = parser.parse_args(argv)
+    try:
+        count = written.merge(args.out, args.manual)
+        table = class_summary.write(args.out)
+    except ValueError as e:
+        parser.error(str(e))
+    print(f"merged {count} scores into {args.out / 'grades.csv'}\n{table}")
+    return 0
+
+
+SUBCOMMANDS = {"merge": merge_main, "export": export.main}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point of `course-grade`."""
+    """Command line entry point of `course-grade` (and its subcommands)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="course-grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("exercise", help="exercise name, e.g. ex1_infonce")
     parser.add_argument("submissions", type=Path, help="folder of submitted notebooks")
@@ -305,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded at once")
     parser.add_argument(
         "--seed", type=int, help="secret added to the tests' seeds (default: drawn per run)"
+    )
+    parser.add_argument(
+        "--master", type=Path, help="master notebook (default solutions/EXERCISE.ipynb)"
     )
     parser.add_argument(
         "--unsafe-no-isolation",
@@ -322,12 +356,15 @@ def main(argv: list[str] | None = None) -> int:
             jobs=args.jobs,
             seed=args.seed,
             unsafe_no_isolation=args.unsafe_no_isolation,
+            master=args.master,
         )
     except ValueError as e:
         parser.error(str(e))
     bundle = args.autograder or AUTOGRADER_DIR / f"{args.exercise}.zip"
     print(summary(outcomes, questions(bundle)))
-    print(f"wrote {args.out / 'grades.csv'} and {args.out / 'feedback'}/")
+    master = args.master or SOLUTIONS_DIR / f"{args.exercise}.ipynb"
+    print(report.write_class_reports(args.exercise, args.submissions, args.out, master))
+    print(f"wrote {args.out / 'grades.csv'}, summary.csv, written/ and {args.out / 'feedback'}/")
     return 0
 
 
