@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -18,7 +23,16 @@ pytest.importorskip("otter", reason="grading needs the instructor extra (otter-g
 
 from submissions import solved  # noqa: E402
 
-from course_utils.grading import export, grade, report, similarity, summary, written  # noqa: E402
+from course_utils.grading import (  # noqa: E402
+    export,
+    grade,
+    gradescope,
+    isolation,
+    report,
+    similarity,
+    summary,
+    written,
+)
 from course_utils.grading import generate as gen  # noqa: E402
 
 MASTER = gen.SOLUTIONS_DIR / "ex1_infonce.ipynb"
@@ -250,3 +264,78 @@ def test_class_reports_from_a_folder(tmp_path: Path) -> None:
     assert json.loads((out / "questions.json").read_text())["written"] == WRITTEN
     assert _read(out / "similarity.csv")[1][:2] == ["alice", "(master)"]
     assert "q1" in text and (out / "summary.csv").is_file()
+
+
+# ---- Gradescope autograder -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ex1's autograder bundle, regenerated from its master."""
+    out = tmp_path_factory.mktemp("generated")
+    return gen.generate(MASTER, out / "exercises", out / "visible", out / "autograder").autograder
+
+
+def _autograde(root: Path, notebook: nbformat.NotebookNode) -> dict:
+    """Gradescope's steps for one submission: fresh submission/ and results/, then run_autograder."""
+    for sub in ("submission", "results"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+        (root / sub).mkdir()
+    nbformat.write(notebook, root / "submission" / "ex1_infonce.ipynb")
+    env = {"PATH": os.environ["PATH"], "COURSE_AUTOGRADER_ROOT": str(root), "COURSE_PROFILE": "ci"}
+    run = subprocess.run([root / "run_autograder"], env=env, cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+@pytest.mark.skipif(isolation.bubblewrap()[0] is None, reason="the autograder grades only in bubblewrap")  # fmt: skip
+def test_gradescope_autograder_grades_master_and_blank(bundle: Path, tmp_path: Path) -> None:
+    zip_path = tmp_path / "autograder.zip"
+    assert grade.main(["gradescope", "ex1_infonce", "-o", str(zip_path), "--autograder", str(bundle)]) == 0  # fmt: skip
+    root = tmp_path / "autograder"  # Gradescope's /autograder
+    with zipfile.ZipFile(zip_path) as zf:
+        assert {"setup.sh", "run_autograder"} <= set(zf.namelist())
+        zf.extractall(root / "source")
+    for script in ("setup.sh", "run_autograder"):
+        os.chmod(root / "source" / script, 0o755)
+    shutil.copy(root / "source" / "run_autograder", root / "run_autograder")
+    # setup.sh as Gradescope runs it, reusing this interpreter (it imports everything needed)
+    env = {"PATH": os.environ["PATH"], "COURSE_AUTOGRADER_ROOT": str(root), "COURSE_AUTOGRADER_PYTHON": sys.executable}  # fmt: skip
+    setup = subprocess.run(["bash", "setup.sh"], cwd=root / "source", env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    points = {"q1": 3.0, "q2a": 2.0, "q3b": 3.0, "q4": 3.0}
+    master = _autograde(root, solved("ex1_infonce"))
+    assert [(t["name"], t["score"], t["max_score"]) for t in master["tests"]] == [(q, p, p) for q, p in points.items()], master  # fmt: skip
+    assert master["score"] == 11 and "q1: 3 / 3" in master["tests"][0]["output"]
+    blank = _autograde(root, nbformat.read(BLANK, as_version=4))
+    assert blank["score"] == 0 and all(t["score"] == 0 for t in blank["tests"]), blank
+    assert "failed" in blank["tests"][0]["output"]
+
+
+def test_gradescope_autograder_fails_closed_without_isolation(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gradescope.build("ex1_infonce", tmp_path / "ag.zip", bundle=bundle)
+    with zipfile.ZipFile(tmp_path / "ag.zip") as zf:
+        zf.extractall(tmp_path / "source")
+    (tmp_path / "submission").mkdir()
+    nbformat.write(solved("ex1_infonce"), tmp_path / "submission" / "x.ipynb")
+    monkeypatch.setattr(isolation, "bubblewrap", lambda: (None, "no user namespaces here"))
+    assert gradescope.run(tmp_path) == 1
+    assert not (tmp_path / "results" / "results.json").exists()
+
+
+def test_gradescope_feedback_is_split_per_question() -> None:
+    head, blocks = gradescope.per_question(
+        [
+            "error in code cell 3: NameError",
+            "",
+            "q1: 3 / 3",
+            "  test 1: passed",
+            "q2a: 0 / 2",
+            "  hidden test 1: failed",
+        ],  # fmt: skip
+        ["q1", "q2a"],
+    )
+    assert head == ["error in code cell 3: NameError", ""]
+    assert blocks == {"q1": ["q1: 3 / 3", "  test 1: passed"], "q2a": ["q2a: 0 / 2", "  hidden test 1: failed"]}  # fmt: skip

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import export, isolation, report, verdict, written
+from course_utils.grading import export, gradescope, isolation, report, verdict, written
 from course_utils.grading import summary as class_summary
 from course_utils.grading.generate import AUTOGRADER_DIR, SOLUTIONS_DIR
 
@@ -315,7 +315,7 @@ def merge_main(argv: list[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"merge": merge_main, "export": export.main}
+SUBCOMMANDS = {"merge": merge_main, "export": export.main, "gradescope": gradescope.main}
 
 
 def main(argv: list[str] | None = None) -> int:
