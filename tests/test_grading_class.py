@@ -28,6 +28,7 @@ from course_utils.grading import (  # noqa: E402
     grade,
     gradescope,
     isolation,
+    otter_cells,
     report,
     similarity,
     summary,
@@ -339,3 +340,24 @@ def test_gradescope_feedback_is_split_per_question() -> None:
     )
     assert head == ["error in code cell 3: NameError", ""]
     assert blocks == {"q1": ["q1: 3 / 3", "  test 1: passed"], "q2a": ["q2a: 0 / 2", "  hidden test 1: failed"]}  # fmt: skip
+
+
+# ---- speed: the otter init cell ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [m.stem for m in gen.masters()])
+def test_only_the_unedited_otter_init_cell_is_replaced(name: str) -> None:
+    cells = report.code(nbformat.read(gen.EXERCISES_DIR / f"{name}.ipynb", as_version=4))
+    new = otter_cells.without_otter_init(cells)
+    changed = [i for i, (a, b) in enumerate(zip(cells, new, strict=True)) if a != b]
+    assert len(changed) == 1 and "otter.Notebook" in cells[changed[0]]
+    edited = [c.replace("import otter", "import otter  # mine") for c in cells]
+    assert otter_cells.without_otter_init(edited) == edited
+
+
+def test_the_stand_in_answers_every_grader_call() -> None:
+    namespace: dict = {}
+    exec(otter_cells.STAND_IN, namespace)
+    grader = namespace["grader"]
+    assert grader.check("q1") is None and grader.check_all() is None
+    assert "otter" not in namespace

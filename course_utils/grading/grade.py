@@ -30,7 +30,15 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import export, gradescope, isolation, report, verdict, written
+from course_utils.grading import (
+    export,
+    gradescope,
+    isolation,
+    otter_cells,
+    report,
+    verdict,
+    written,
+)
 from course_utils.grading import summary as class_summary
 from course_utils.grading.generate import AUTOGRADER_DIR, SOLUTIONS_DIR
 
@@ -202,7 +210,7 @@ def grade_entry(
         check_bundle()
         with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch:
             os.chmod(scratch, 0o700)
-            v = grader.grade(cells, scratch)
+            v = grader.grade(otter_cells.without_otter_init(cells), scratch)
         return Outcome(
             name, sid, v.status, v.scores, v.feedback, time.perf_counter() - start, v.log
         )

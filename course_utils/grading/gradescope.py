@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from course_utils.grading import isolation, verdict
+from course_utils.grading import isolation, otter_cells, verdict
 from course_utils.grading.generate import AUTOGRADER_DIR, ROOT
 
 DEFAULT_ROOT = "/autograder"
@@ -120,7 +120,7 @@ def results(root: Path) -> dict:
         )
         with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch:
             os.chmod(scratch, 0o700)
-            v = grader.grade(cells, scratch)
+            v = grader.grade(otter_cells.without_otter_init(cells), scratch)
         status, feedback = v.status, v.feedback
         scores = v.scores
     else:
