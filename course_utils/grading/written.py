@@ -138,7 +138,7 @@ def write_pages(
                 f" &mdash; score: ____ / {q.points:g}</h3>{body}</section>"
             )
         page = PAGE.format(
-            title=html.escape(f"{exercise} {q.name} ({q.points:g} points, written)"),
+            title=html.escape(f"{exercise} {q.name} (written, max {q.points:g})"),
             prompt=html.escape(q.prompt.replace(BEGIN, "").strip()),
             model=html.escape(q.model.strip()),
             count=len(by_student),
