@@ -11,8 +11,8 @@ For each exercise, two submissions built from the student notebook: the master's
   `otter_cells`);
 - otter: `otter run -a BUNDLE` in a fresh process (otter-grader's own grading without containers;
   `otter grade` needs a running Docker daemon, and runs the same per-notebook in a container).
-Prints a markdown table of median wall seconds (and CPU seconds, this process and its children:
-less sensitive to other load on a shared machine) per submission, ratios to otter, and the
+Prints a markdown table of median wall seconds per submission (the sandboxes run in their own PID
+namespaces, so their CPU time does not reach this process's accounting), ratios to otter, and the
 class-of-300 estimate: course-grade's start-up (importing it, measured in a fresh process) plus
 300 times the mean of master and blank medians, divided by the parallel jobs (1 or 2; assumes a
 core per job).
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,8 +52,8 @@ def cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def ours(name: str, nb: nbformat.NotebookNode, bundle: Path, before: bool) -> tuple[float, float]:
-    """Wall and CPU seconds of grading one notebook with grade_folder."""
+def ours(name: str, nb: nbformat.NotebookNode, bundle: Path, before: bool) -> float:
+    """Wall seconds of grading one notebook with grade_folder."""
     cut = otter_cells.without_otter_init
     if before:
         otter_cells.without_otter_init = lambda cells: cells
@@ -62,28 +61,28 @@ def ours(name: str, nb: nbformat.NotebookNode, bundle: Path, before: bool) -> tu
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "in").mkdir()
             nbformat.write(nb, Path(tmp) / "in" / "student.ipynb")
-            wall, c = time.perf_counter(), cpu()
+            wall = time.perf_counter()
             (o,) = grade.grade_folder(name, Path(tmp) / "in", Path(tmp) / "out", bundle=bundle, seed=1, unsafe_no_isolation=True)  # fmt: skip
-            wall, c = time.perf_counter() - wall, cpu() - c
+            wall = time.perf_counter() - wall
     finally:
         otter_cells.without_otter_init = cut
     if o.status != "ok":
         raise RuntimeError(f"{name}: course-grade status {o.status}")
-    return wall, c
+    return wall
 
 
-def otter(nb: nbformat.NotebookNode, bundle: Path) -> tuple[float, float]:
-    """Wall and CPU seconds of `otter run` on one notebook."""
+def otter(nb: nbformat.NotebookNode, bundle: Path) -> float:
+    """Wall seconds of `otter run` on one notebook."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "student.ipynb"
         nbformat.write(nb, path)
         env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        wall, c = time.perf_counter(), cpu()
+        wall = time.perf_counter()
         run = subprocess.run([OTTER, "run", "-a", bundle, "-o", tmp, path], env=env, capture_output=True, text=True)  # fmt: skip
-        wall, c = time.perf_counter() - wall, cpu() - c
+        wall = time.perf_counter() - wall
     if run.returncode != 0:
         raise RuntimeError(f"otter run failed: {run.stderr[-500:]}")
-    return wall, c
+    return wall
 
 
 def startup() -> float:
@@ -110,17 +109,17 @@ def main() -> None:
             raise SystemExit(f"no bundle {bundle}: run `make exercises` first")
         subs = {"master": solved(name), "blank": nbformat.read(gen.EXERCISES_DIR / f"{name}.ipynb", as_version=4)}  # fmt: skip
         for kind, nb in subs.items():
-            times: dict[str, list[tuple[float, float]]] = {e: [] for e in engines}
+            times: dict[str, list[float]] = {e: [] for e in engines}
             for _ in range(args.repeats):  # interleaved: load changes hit every engine alike
                 times["course-grade"].append(ours(name, nb, bundle, before=False))
                 times["course-grade before"].append(ours(name, nb, bundle, before=True))
                 times["otter run"].append(otter(nb, bundle))
-            med = {e: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for e, t in times.items()}  # fmt: skip
+            med = {e: statistics.median(t) for e, t in times.items()}
             for e in engines:
-                per[e].append(med[e][0])
-            ref = med["otter run"][0]
-            rows.append(f"| {name} | {kind} | " + " | ".join(f"{med[e][0]:.1f} s ({med[e][1]:.1f} CPU s, {med[e][0] / ref:.2f}x)" for e in engines) + " |")  # fmt: skip
-    print(f"\nmedian of {args.repeats} per submission, wall (CPU; ratio of wall to otter run)\n")
+                per[e].append(med[e])
+            ref = med["otter run"]
+            rows.append(f"| {name} | {kind} | " + " | ".join(f"{med[e]:.1f} s ({med[e] / ref:.2f}x)" for e in engines) + " |")  # fmt: skip
+    print(f"\nmedian wall seconds of {args.repeats} per submission (ratio to otter run)\n")
     print("| exercise | submission | " + " | ".join(engines) + " |")
     print("|---|---|" + "---|" * len(engines))
     print("\n".join(rows))
