@@ -43,15 +43,6 @@ CLASS = 300
 OTTER = Path(sys.executable).parent / "otter"
 
 
-def cpu() -> float:
-    """CPU seconds of this process and its waited-for children."""
-    me, kids = (
-        resource.getrusage(resource.RUSAGE_SELF),
-        resource.getrusage(resource.RUSAGE_CHILDREN),
-    )
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def ours(name: str, nb: nbformat.NotebookNode, bundle: Path, before: bool) -> float:
     """Wall seconds of grading one notebook with grade_folder."""
     cut = otter_cells.without_otter_init
