@@ -18,7 +18,7 @@ import torch
 
 from course_utils.data import load_images
 from course_utils.losses import nt_xent
-from course_utils.runtime import autocast_dtype, device
+from course_utils.runtime import autocast_dtype, device, memory_format
 from course_utils.train import SimCLRConfig, build, configure_optimizer, train_simclr
 
 
@@ -31,12 +31,10 @@ def steps_without_augmentation(config: SimCLRConfig, images: torch.Tensor, steps
     """Seconds per training step when both views are precomputed (no augmentation in the step)."""
     dev = device()
     model, augment = build(config, images)
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=memory_format(dev))
     optimizer = configure_optimizer(model, config)
     x = images[: config.batch_size].to(dev)
-    views = torch.cat([augment.to(dev)(x), augment(x)]).contiguous(
-        memory_format=torch.channels_last
-    )
+    views = torch.cat([augment.to(dev)(x), augment(x)]).contiguous(memory_format=memory_format(dev))
     amp = autocast_dtype(dev)  # bf16 from Ampere on, fp16 below, fp32 on the CPU
     times = []
     for i in range(steps + 2):  # two warm-up steps

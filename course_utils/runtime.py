@@ -55,6 +55,16 @@ def grad_scaler(device: torch.device | str, dtype: torch.dtype) -> torch.amp.Gra
     return torch.amp.GradScaler("cuda" if dev.type == "cuda" else "cpu", enabled=enabled)
 
 
+def memory_format(device: torch.device | str) -> torch.memory_format:
+    """The layout image batches and conv nets use on `device`: channels_last on CUDA, else NCHW.
+
+    channels_last (NHWC) lets cuDNN pick tensor-core convolutions without transposes. On the CPU it
+    buys nothing, and torch 2.14.1 corrupts the heap on some CPUs in the backward of a stride-2 1x1
+    convolution with 4 input channels in channels_last (tests/test_memory_format.py).
+    """
+    return torch.channels_last if torch.device(device).type == "cuda" else torch.contiguous_format
+
+
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put `model` in eval mode for a block, then restore the training mode it had."""

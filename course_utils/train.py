@@ -28,7 +28,7 @@ from course_utils.data import IMAGE_SETS, batches, cache_dir, load_images
 from course_utils.losses import nt_xent
 from course_utils.models import ProjectionHead, resnet18_cifar
 from course_utils.probe import extract_features, knn_accuracy
-from course_utils.runtime import autocast_dtype, device, seed_everything
+from course_utils.runtime import autocast_dtype, device, memory_format, seed_everything
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # Fields that say where a run is saved, how it is watched and which precision the hardware runs,
@@ -103,7 +103,7 @@ class SimCLR(nn.Module):
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) images -> normalised float input (the un-augmented view)."""
         x = images.to(self.mean.device).float() / 255
-        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return ((x - self.mean) / self.std).contiguous(memory_format=memory_format(x.device))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Representation h = f(x) (kept for downstream tasks) and projection z = g(h) (for the loss)."""
@@ -280,8 +280,7 @@ def train_simclr(
     model, augment = build(config, images, augment_rng)
     if config.sync_bn and world > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # global BN (SimCLR's choice)
-    # channels_last (NHWC) lets cuDNN pick tensor-core convolution kernels without transposes.
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=memory_format(dev))  # channels_last on CUDA only
     augment = augment.to(dev)
     shuffle_rng = torch.Generator().manual_seed(config.seed)  # the same on every rank
     data = images.to(dev)  # the whole set lives on the device: batches are index slices, no workers
@@ -347,9 +346,7 @@ def train_simclr(
         )
         for step, x in enumerate(bar):
             # Two independent views of every image, augmented on the device in whole-batch ops.
-            views = torch.cat([augment(x), augment(x)]).contiguous(
-                memory_format=torch.channels_last
-            )
+            views = torch.cat([augment(x), augment(x)]).contiguous(memory_format=memory_format(dev))
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
                 _, z = step_model(views)  # one forward over 2B views: BatchNorm sees both
             if not torch.isfinite(z).all():  # one device sync per step; nt_xent checks too

@@ -75,3 +75,96 @@ def test_torch_is_never_pinned_above_the_supported_release() -> None:
     assert "<" not in torch and "==" not in torch
     lower = re.search(r">=\s*([\d.]+)", torch)
     assert lower is None or tuple(map(int, lower.group(1).split("."))) <= (2, 14, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Lower bounds and the lock
+
+# An API the library uses -> the first release of its package that has it. Each pattern must still
+# occur in the code (a stale row fails), and pyproject's lower bound must be at least that release.
+API_MINIMUMS = [
+    (r"torch\.amp\.GradScaler\(", "course_utils/runtime.py", "torch", "2.3"),
+    (r"init_process_group\([^)]*device_id=", "course_utils/distributed.py", "torch", "2.3"),
+    (r"F\.scaled_dot_product_attention\(", "course_utils/models.py", "torch", "2.0"),
+    (r"from torchvision\.transforms import v2", "notebooks/05_simclr.ipynb", "torchvision", "0.16"),
+]
+# What the platforms students use preinstall: the course must install beside it, so no lower bound
+# may exceed it (Kaggle: Python 3.11, torch 2.6, numpy 1.26, ipywidgets 8; Colab: Python 3.12,
+# torch 2.8, transformers 4.57, ipywidgets 7.7.1).
+PLATFORMS = {
+    "kaggle": {"torch": "2.6", "torchvision": "0.21", "numpy": "1.26.4", "ipywidgets": "8.1.5"},
+    "colab": {"torch": "2.8", "transformers": "4.57.1", "ipywidgets": "7.7.1"},
+}
+
+
+def _requirements() -> dict[str, str]:
+    """pyproject's runtime dependencies: name -> specifier text."""
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {_name(d): d[len(_name(d)) :].strip() for d in deps}
+
+
+def _lower_bound(spec: str) -> tuple[int, ...] | None:
+    found = re.search(r">=\s*([\d.]+)", spec)
+    return None if found is None else tuple(map(int, found.group(1).split(".")))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(map(int, text.split(".")))
+
+
+def test_every_runtime_dependency_has_a_lower_bound() -> None:
+    missing = [name for name, spec in _requirements().items() if _lower_bound(spec) is None]
+    assert not missing, f"dependencies without a '>=' lower bound: {missing}"
+
+
+@pytest.mark.parametrize(("pattern", "path", "package", "minimum"), API_MINIMUMS)
+def test_lower_bound_covers_the_apis_used(
+    pattern: str, path: str, package: str, minimum: str
+) -> None:
+    assert re.search(pattern, (ROOT / path).read_text()), f"{pattern!r} no longer in {path}"
+    bound = _lower_bound(_requirements()[package])
+    assert bound is not None and bound >= _version(minimum), (
+        f"{path} uses {pattern!r} (since {package} {minimum}); pyproject says {package}"
+        f"{_requirements()[package]}"
+    )
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_lower_bounds_admit_the_platforms_preinstalled_versions(platform: str) -> None:
+    for package, version in PLATFORMS[platform].items():
+        bound = _lower_bound(_requirements()[package])
+        assert bound <= _version(version), (
+            f"{package}{_requirements()[package]} would replace {platform}'s {package} {version}"
+        )
+
+
+def _lock() -> dict[str, str]:
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = [line.split("==") for line in lines if line and not line.startswith("#")]
+    return {name.lower().replace("_", "-"): version for name, version in pins}
+
+
+def test_lock_pins_every_dependency_within_its_range() -> None:
+    import tomllib
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
+    lock = _lock()
+    for text in requirements:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in lock, f"{name} is not in requirements.lock: run `make lock`"
+        assert requirement.specifier.contains(lock[name], prereleases=True), (
+            f"requirements.lock pins {name}=={lock[name]}, outside pyproject's {text!r}: run `make lock`"
+        )
+
+
+def test_lock_lines_are_exact_pins() -> None:
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    loose = [line for line in lines if line and not line.startswith("#") and "==" not in line]
+    assert not loose, f"requirements.lock lines without an exact version: {loose}"
