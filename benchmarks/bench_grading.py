@@ -93,7 +93,10 @@ def main() -> None:
     print(f"isolation: {isolation.bubblewrap()[1]}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")  # fmt: skip
     start = startup()
     engines = ("course-grade", "course-grade before", "otter run")
-    rows, per = [], {e: [] for e in engines}
+    per: dict[str, list[float]] = {e: [] for e in engines}
+    print(f"\nmedian wall seconds of {args.repeats} per submission (ratio to otter run)\n")
+    print("| exercise | submission | " + " | ".join(engines) + " |")
+    print("|---|---|" + "---|" * len(engines), flush=True)
     for name in args.exercises:
         bundle = gen.AUTOGRADER_DIR / f"{name}.zip"
         if not bundle.is_file():
@@ -109,11 +112,8 @@ def main() -> None:
             for e in engines:
                 per[e].append(med[e])
             ref = med["otter run"]
-            rows.append(f"| {name} | {kind} | " + " | ".join(f"{med[e]:.1f} s ({med[e] / ref:.2f}x)" for e in engines) + " |")  # fmt: skip
-    print(f"\nmedian wall seconds of {args.repeats} per submission (ratio to otter run)\n")
-    print("| exercise | submission | " + " | ".join(engines) + " |")
-    print("|---|---|" + "---|" * len(engines))
-    print("\n".join(rows))
+            cells = " | ".join(f"{med[e]:.1f} s ({med[e] / ref:.2f}x)" for e in engines)
+            print(f"| {name} | {kind} | {cells} |", flush=True)  # a long run may be cut short
     print(f"\ncourse-grade start-up (python + import): {start:.1f} s")
     print(f"\nclass of {CLASS}, every student submitting {', '.join(args.exercises)} (a notebook: mean of master and blank):\n")  # fmt: skip
     for e in engines:
