@@ -376,7 +376,18 @@ def test_every_file_gets_exactly_one_row(graded: tuple) -> None:
     _, rows, _ = graded
     assert sorted(r["file"] for r in rows) == sorted(_csv(f) for f in [*SUBMISSIONS, *SPECIAL])
     assert [r["file"] for r in rows] == sorted(r["file"] for r in rows), "rows sorted by file"
-    assert list(rows[0]) == ["student", "file", "q1", "q2a", "q3b", "q4", "total", "status"]
+    assert list(rows[0]) == [
+        "student",
+        "file",
+        "q1",
+        "q2a",
+        "q3b",
+        "q4",
+        "q2b",
+        "q3a",
+        "total",
+        "status",
+    ]
 
 
 @pytest.mark.parametrize("file", sorted(SUBMISSIONS))
@@ -502,7 +513,7 @@ def test_a_failing_grader_still_gives_the_file_a_row(
         "ex1_infonce", tmp_path / "in", tmp_path / "out", bundle=bundle, unsafe_no_isolation=UNSAFE
     )
     assert (outcome.file, outcome.status) == ("x.ipynb", "error: grader failed (ZeroDivisionError)")
-    assert "x,x.ipynb,0,0,0,0,0,error" in (tmp_path / "out" / "grades.csv").read_text()
+    assert "x,x.ipynb,0,0,0,0,,,0,error" in (tmp_path / "out" / "grades.csv").read_text()
 
 
 @pytest.mark.parametrize("name", NAMES)

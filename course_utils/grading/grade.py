@@ -32,8 +32,18 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.grading import escape, isolation, verdict
-from course_utils.grading.generate import AUTOGRADER_DIR
+from course_utils.grading import (
+    escape,
+    export,
+    gradescope,
+    isolation,
+    otter_cells,
+    report,
+    verdict,
+    written,
+)
+from course_utils.grading import summary as class_summary
+from course_utils.grading.generate import AUTOGRADER_DIR, SOLUTIONS_DIR
 
 DEFAULT_TIMEOUT_S = 600.0
 MAX_SUBMISSION_BYTES = 32 * 2**20
@@ -112,11 +122,13 @@ def digest(data: bytes) -> str:
 class Bookkeeper:
     """Rows appended (and flushed) as submissions finish; grades.csv written atomically at the end."""
 
-    def __init__(self, out: Path, points: dict[str, float], exercise: str) -> None:
-        self.out, self.points, self.exercise = out, points, exercise
+    def __init__(
+        self, out: Path, points: dict[str, float], exercise: str, written: dict[str, float]
+    ) -> None:
+        self.out, self.points, self.exercise, self.written = out, points, exercise, written
         for sub in ("feedback", "logs"):
             (out / sub).mkdir(parents=True, exist_ok=True)
-        self.header = ["student", "file", *points, "total", "status"]
+        self.header = ["student", "file", *points, *written, "total", "status"]
         self.partial = out / "grades.csv.partial"
         self._lock = threading.Lock()
         with open(self.partial, "w", newline="") as f:
@@ -126,7 +138,8 @@ class Bookkeeper:
     def row(self, o: Outcome) -> list[str]:
         """The CSV row of an outcome."""
         scores = [o.scores.get(q, 0.0) for q in self.points]
-        cells = [o.student, o.file, *(f"{s:g}" for s in scores), f"{sum(scores):g}", o.status]
+        manual = [""] * len(self.written)  # filled in by `course-grade merge`
+        cells = [o.student, o.file, *(f"{s:g}" for s in scores), *manual, f"{sum(scores):g}", o.status]  # fmt: skip
         return [escape.csv_cell(c) for c in cells]
 
     def add(self, o: Outcome) -> None:
@@ -193,7 +206,7 @@ def grade_entry(
         check_bundle()
         with tempfile.TemporaryDirectory(prefix="course-grade-") as scratch:
             os.chmod(scratch, 0o700)
-            v = grader.grade(cells, scratch)
+            v = grader.grade(otter_cells.without_otter_init(cells), scratch)
         return Outcome(
             name, sid, v.status, v.scores, v.feedback, time.perf_counter() - start, v.log
         )
@@ -211,6 +224,7 @@ def grade_folder(
     jobs: int = 1,
     seed: int | None = None,
     unsafe_no_isolation: bool = False,
+    master: Path | None = None,
 ) -> list[Outcome]:
     """Grade every entry directly inside `submissions`; write OUT/grades.csv, feedback/ and logs/."""
     from tqdm import tqdm
@@ -222,6 +236,9 @@ def grade_folder(
         raise ValueError(f"submissions must be a folder, got {submissions}")
     if timeout <= 0 or jobs < 1:
         raise ValueError(f"timeout must be > 0 and jobs >= 1, got {timeout} and {jobs}")
+    master = Path(master or SOLUTIONS_DIR / f"{exercise}.ipynb")
+    if not master.is_file():
+        raise ValueError(f"no master at {master} (its written questions): pass --master")
     bwrap, why = isolation.bubblewrap()
     if bwrap is None and not unsafe_no_isolation:
         raise ValueError(
@@ -249,7 +266,9 @@ def grade_folder(
     )
     names = sorted(os.listdir(submissions))
     ids = student_ids(names)
-    books = Bookkeeper(out, points, exercise)
+    written_points = {q.name: q.points for q in written.written_questions(master)}
+    books = Bookkeeper(out, points, exercise, written_points)
+    written.write_questions(out, exercise, points, written_points)
     what = why if bwrap else "NONE (--unsafe-no-isolation)"
     print(f"grading {len(names)} entries for {exercise}; isolation: {what}", file=sys.stderr)
     if bwrap:
@@ -289,8 +308,29 @@ def summary(outcomes: list[Outcome], points: dict[str, float]) -> str:
     )
 
 
+def merge_main(argv: list[str]) -> int:
+    """`course-grade merge OUT MANUAL.csv`: add written scores to OUT/grades.csv."""
+    parser = argparse.ArgumentParser(prog="course-grade merge", description=merge_main.__doc__)
+    parser.add_argument("out", type=Path, help="the output folder of a course-grade run")
+    parser.add_argument("manual", type=Path, help="CSV: student, then written questions' scores")
+    args = parser.parse_args(argv)
+    try:
+        count = written.merge(args.out, args.manual)
+        table = class_summary.write(args.out)
+    except ValueError as e:
+        parser.error(str(e))
+    print(f"merged {count} scores into {args.out / 'grades.csv'}\n{table}")
+    return 0
+
+
+SUBCOMMANDS = {"merge": merge_main, "export": export.main, "gradescope": gradescope.main}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command line entry point of `course-grade`."""
+    """Command line entry point of `course-grade` (and its subcommands)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     parser = argparse.ArgumentParser(prog="course-grade", description=__doc__.split("\n\n")[0])
     parser.add_argument("exercise", help="exercise name, e.g. ex1_infonce")
     parser.add_argument("submissions", type=Path, help="folder of submitted notebooks")
@@ -304,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded at once")
     parser.add_argument(
         "--seed", type=int, help="secret added to the tests' seeds (default: drawn per run)"
+    )
+    parser.add_argument(
+        "--master", type=Path, help="master notebook (default solutions/EXERCISE.ipynb)"
     )
     parser.add_argument(
         "--unsafe-no-isolation",
@@ -321,12 +364,15 @@ def main(argv: list[str] | None = None) -> int:
             jobs=args.jobs,
             seed=args.seed,
             unsafe_no_isolation=args.unsafe_no_isolation,
+            master=args.master,
         )
     except ValueError as e:
         parser.error(str(e))
     bundle = args.autograder or AUTOGRADER_DIR / f"{args.exercise}.zip"
     print(summary(outcomes, questions(bundle)))
-    print(f"wrote {args.out / 'grades.csv'} and {args.out / 'feedback'}/")
+    master = args.master or SOLUTIONS_DIR / f"{args.exercise}.ipynb"
+    print(report.write_class_reports(args.exercise, args.submissions, args.out, master))
+    print(f"wrote {args.out / 'grades.csv'}, summary.csv, written/ and {args.out / 'feedback'}/")
     return 0
 
 
