@@ -47,11 +47,14 @@ ENCODER_IMAGE = roofline.Cost(1.11e9, 8.9e6)  # one image through the encoder (k
 LESSON_04_STEP = roofline.Cost(0.931e12, 16.7e9)  # AR step, batch 128 x 256 characters
 # The README's `gpu` minutes per lesson (T4, A100); lesson 07 launches 2 processes on 2 GPUs.
 LESSON_MINUTES = {
-    "01": {"T4": 13.2, "A100": 5.1},  # with its 2 min of scikit-learn on the CPU
+    "01": {
+        "T4": 13.2,
+        "A100": 5.1,
+    },  # an upper bound (counted for its former SimCLR run), with 2 min of scikit-learn
     "02": {"T4": 1.1, "A100": 0.6},
     "03": {"T4": 7.2, "A100": 2.7},
     "04": {"T4": 17.3, "A100": 3.8},  # with pythia-160m's evaluation
-    "05": {"T4": 19.5, "A100": 3.8},  # with t-SNE and CIFAR-10 decoding
+    "05": {"T4": 19.4, "A100": 3.8},  # with t-SNE and CIFAR-10 decoding
     "06": {"T4": 1.2, "A100": 0.6},
     "07": {"T4": 4.5},  # 2 x T4 (Kaggle); one GPU skips the launch
 }

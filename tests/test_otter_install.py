@@ -116,8 +116,10 @@ def test_grader_check_runs_with_only_the_light_install(light_install, tmp_path) 
     assert lines[0] == f"otter from {light / 'otter' / '__init__.py'}"  # not the venv's otter
     assert lines[1] == "ipywidgets 7.7.1"  # Colab's, left as it is
     assert lines[2] == "correct 1.0"
-    assert lines[3] == "wrong 0.5"  # the finite-scalar test passes, the orthonormal-keys one fails
-    assert "orthonormal keys: expected 0.340753, got 0.000000" in done.stdout
+    assert (
+        lines[3] == "wrong 0.0"
+    )  # the finite-scalar gate (0 points) passes, orthonormal keys fail
+    assert "expected 0.340753, got 0.000000" in done.stdout  # the orthonormal-keys message
 
 
 def test_the_masters_otter_line_is_replaced() -> None:

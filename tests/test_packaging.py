@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_install_cell import PLATFORMS  # what Colab and Kaggle preinstall
 
 ROOT = Path(__file__).resolve().parent.parent
 CONDA_TO_PYPI = {"pytorch": "torch"}
@@ -88,13 +89,6 @@ API_MINIMUMS = [
     (r"F\.scaled_dot_product_attention\(", "course_utils/models.py", "torch", "2.0"),
     (r"from torchvision\.transforms import v2", "notebooks/05_simclr.ipynb", "torchvision", "0.16"),
 ]
-# What the platforms students use preinstall: the course must install beside it, so no lower bound
-# may exceed it (Kaggle: Python 3.11, torch 2.6, numpy 1.26, ipywidgets 8; Colab: Python 3.12,
-# torch 2.8, transformers 4.57, ipywidgets 7.7.1).
-PLATFORMS = {
-    "kaggle": {"torch": "2.6", "torchvision": "0.21", "numpy": "1.26.4", "ipywidgets": "8.1.5"},
-    "colab": {"torch": "2.8", "transformers": "4.57.1", "ipywidgets": "7.7.1"},
-}
 
 
 def _requirements() -> dict[str, str]:
@@ -132,11 +126,13 @@ def test_lower_bound_covers_the_apis_used(
 
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_lower_bounds_admit_the_platforms_preinstalled_versions(platform: str) -> None:
-    for package, version in PLATFORMS[platform].items():
-        bound = _lower_bound(_requirements()[package])
-        assert bound <= _version(version), (
-            f"{package}{_requirements()[package]} would replace {platform}'s {package} {version}"
+def test_ranges_admit_the_platforms_preinstalled_versions(platform: str) -> None:
+    from packaging.specifiers import SpecifierSet
+
+    for package, version in PLATFORMS[platform][1].items():
+        spec = _requirements()[package]
+        assert SpecifierSet(spec).contains(version), (
+            f"{package}{spec} would replace {platform}'s {package} {version}"
         )
 
 
