@@ -333,6 +333,24 @@ def pll_scratch(model, tokenizer, texts):
 def pll_scratch(model, tokenizer, texts):
     return -torch.ones(len(texts), dtype=torch.float64)
 """,
+        # The notebook's model swapped for a uniform one that a stub matches: the graded case
+        # scores a model of the grader's, so text_model takes no part.
+        "swapped_uniform_model": """
+import math
+
+
+class _Uniform(torch.nn.Module):
+    def forward(self, input_ids, **kwargs):
+        return type("Out", (), {"logits": torch.zeros(*input_ids.shape, 300)})()
+
+
+text_model = _Uniform()
+
+
+def pll_scratch(model, tokenizer, texts):
+    n = [len(tokenizer.encode(t)) - 2 for t in texts]
+    return torch.tensor([-k * math.log(300) for k in n], dtype=torch.float64)
+""",
         "delegates_via_vars": """
 def pll_scratch(model, tokenizer, texts):
     lm = vars(__import__("course_utils.lm").lm)

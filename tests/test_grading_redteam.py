@@ -6,7 +6,8 @@ or the garbage collector, patching the checker's functions (disguised as the lib
 torch, answering with objects whose comparisons always succeed, memorising the public tests'
 inputs, forging protocol messages, reading and running a classmate's answers, persisting a `.pth`
 file or rewriting the autograder bundle for later runs, tampering with other processes through
-`/proc`, echoing the instructor's environment into feedback, leaving a detached process behind,
+`/proc`, echoing the instructor's environment into feedback, delegating q1 to the library through a
+patched torch function (with and without silencing the grader's call monitor), leaving a detached process behind,
 exhausting processes, memory and disk, and flooding the log. Each must score no more than the
 blank notebook; classmates graded in the same `-j 2` run keep their grades; no feedback, log or
 CSV carries the instructor's environment; no process is left running; the bundle and the shared
@@ -354,6 +355,30 @@ def negative_weights(positive, negatives, temperature):
 """
 
 
+# q1 delegated past the static check: the answer's definition only calls torch.logsumexp, which a
+# cell of the notebook rebinds to the library's loss. Caught while the code runs (`watch`).
+PATCHED_TORCH = """\
+import course_utils.losses as _lib
+import torch
+
+_real_logsumexp = torch.logsumexp
+
+
+def _logsumexp(x, dim=None, **kwargs):
+    if dim == -99:  # the answer's own call
+        {silence}return _lib.info_nce(x[0], x[1], temperature=x[2])
+    return _real_logsumexp(x, dim, **kwargs)
+
+
+torch.logsumexp = _logsumexp
+
+
+def info_nce_scratch(query, keys, temperature=0.1):
+    return torch.logsumexp((query, keys, temperature), dim=-99)
+"""
+SILENCE = "import sys; sys.setprofile(None)  # whatever watches the call, stop it\n        "
+
+
 def _blank() -> nbformat.NotebookNode:
     return nbformat.read(gen.EXERCISES_DIR / f"{EXERCISE}.ipynb", as_version=4)
 
@@ -401,6 +426,8 @@ def _attacks(folder: Path, out: Path, bundle: Path) -> dict[str, nbformat.Notebo
         "detach.ipynb": _appended(_blank(), DETACH.format(**fmt)),
         "exhaust.ipynb": _appended(_blank(), EXHAUST.format(**fmt)),
         "flood_log.ipynb": _appended(_blank(), FLOOD_LOG),
+        "patched_torch.ipynb": _appended(_blank(), PATCHED_TORCH.format(silence="")),
+        "patched_torch_silenced.ipynb": _appended(_blank(), PATCHED_TORCH.format(silence=SILENCE)),
     }
 
 

@@ -3,10 +3,13 @@
 `course-grade` starts `python -m course_utils.grading.sandbox IN_FD OUT_FD MAX_PROCESSES UID` inside
 the isolation (see `isolation`; a UID other than 0: started as root, drop to it first), sends the notebook's code cells as the first request, and this process runs them
 in an IPython shell (magics work; a cell that raises is noted and the next one runs, as with otter's
-`allow_errors`). It then answers, until the pipe closes, requests of three kinds:
+`allow_errors`). It then answers, until the pipe closes, requests of five kinds:
 `get` (the value of a name, or of an attribute of an object it handed out), `call` (call one with
-plain-data arguments) and `vjp` (the gradient of a call's outputs with respect to its inputs, so the
-grader's own autograd can run through a student's function). Answers are plain data (`wire`);
+plain-data arguments), `vjp` (the gradient of a call's outputs with respect to its inputs, so the
+grader's own autograd can run through a student's function), `pretrained` (load a transformers
+model or tokenizer of the grader's from its files, so a test can hand the student's function an
+object the notebook never touched) and `forbid` (the library paths the question being tested
+forbids: later calls run under `watch`, and answers list the paths reached). Answers are plain data (`wire`);
 any other object stays here, and the grader only gets a numbered handle to it.
 
 Nothing in here is trusted: the student's code runs in this process and may rewrite any of it. It
@@ -26,7 +29,7 @@ import signal
 import sys
 from typing import Any
 
-from course_utils.grading import isolation, wire
+from course_utils.grading import isolation, watch, wire
 
 CELL_NAME = re.compile(r"<ipython-input-[^>]*>")  # holds a random hash: keep feedback stable
 MAX_HANDLES = 10_000
@@ -39,6 +42,7 @@ class Server:
         self.namespace = namespace
         self.handles: dict[int, Any] = {}
         self.graphs: dict[int, tuple[list[Any], list[Any]]] = {}
+        self.watch = watch.Watch([])
 
     def make_ref(self, value: Any) -> dict:
         """A handle to `value`, which stays in this process."""
@@ -89,7 +93,7 @@ class Server:
             kwargs = dec.decode(request.get("kwargs"))
             if not (isinstance(args, list) and isinstance(kwargs, dict)):
                 raise wire.WireError("call needs a list of args and a dict of kwargs")
-            result = func(*args, **kwargs)
+            result = self.watch.run(lambda: func(*args, **kwargs))
             answer = {"value": enc.encode(result)}
             if dec.grad_tensors and enc.grad_tensors:
                 answer["graph"] = len(self.graphs)
@@ -105,10 +109,21 @@ class Server:
             if not isinstance(grads, list) or len(grads) != len(outputs):
                 raise wire.WireError("vjp needs one gradient per output")
             pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if g is not None]
-            result = torch.autograd.grad(
-                [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
+            result = self.watch.run(
+                lambda: torch.autograd.grad(
+                    [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
+                )
             )
             return {"value": enc.encode([None if g is None else g.detach() for g in result])}, enc.blob()  # fmt: skip
+        if op == "pretrained":
+            files = wire.Decoder(blob, self.resolve, set_grad=False).decode(request.get("files"))
+            return {"value": enc.encode(load_pretrained(request.get("kind"), files))}, enc.blob()
+        if op == "forbid":
+            paths = request.get("paths")
+            if not (isinstance(paths, list) and all(type(p) is str for p in paths)):
+                raise wire.WireError("forbid needs a list of dotted paths")
+            self.watch = watch.Watch(paths)
+            return {"value": None}, b""
         raise wire.WireError(f"unknown op {str(op)[:40]}")
 
     def serve(self, in_fd: int, out_fd: int) -> None:
@@ -122,7 +137,37 @@ class Server:
                 header, data = self.handle(request, blob)
             except BaseException as e:  # the student's code raised (SystemExit included)
                 header, data = {"error": error_record(e)}, b""
+            if self.watch.hits:
+                header["library"] = sorted(self.watch.hits)
+                self.watch.hits.clear()
             wire.write_frame(out_fd, header, data)
+
+
+PRETRAINED = {"masked_lm": "AutoModelForMaskedLM", "tokenizer": "AutoTokenizer"}
+FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def load_pretrained(kind: Any, files: Any) -> Any:
+    """A transformers model or tokenizer of the grader's, loaded from its `save_pretrained` files."""
+    import tempfile
+
+    import torch
+    import transformers
+
+    if kind not in PRETRAINED:
+        raise wire.WireError(f"kind must be one of {sorted(PRETRAINED)}")
+    if not (isinstance(files, dict) and 0 < len(files) <= 32):
+        raise wire.WireError("files must be a dict of at most 32 files")
+    folder = tempfile.mkdtemp(prefix="grader-pretrained-")
+    for name, data in files.items():
+        if not (type(name) is str and FILE_NAME.fullmatch(name) and not name.startswith(".")):
+            raise wire.WireError("a file name must be a plain name")
+        if not (type(data) is torch.Tensor and data.dtype == torch.uint8 and data.dim() == 1):
+            raise wire.WireError("a file must be a 1-D uint8 tensor")
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data.numpy().tobytes())
+    loaded = getattr(transformers, PRETRAINED[kind]).from_pretrained(folder)
+    return loaded.eval() if kind != "tokenizer" else loaded
 
 
 def error_record(e: BaseException) -> dict:

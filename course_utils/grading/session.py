@@ -140,6 +140,7 @@ class Session:
         self.deadline = float("inf")
         self.gone: str | None = None
         self._last_grad_tensors: list[Any] = []  # tensors of the last answer marked "grad"
+        self.library_hits: set[str] = set()  # forbidden paths the watched calls reached
         to_child, self._out = os.pipe()
         self._in, from_child = os.pipe()
         log_r, log_w = os.pipe()
@@ -244,6 +245,10 @@ class Session:
         with TRUSTED_PHASE.released():
             self._send(header, encoder.blob() if encoder else b"")
             answer, blob = self._receive()
+        library = answer.get("library", [])
+        if not (isinstance(library, list) and all(type(p) is str for p in library)):
+            raise self._fail("broke the protocol")
+        self.library_hits.update(escape.one_line(p[:200]) for p in library[:20])
         if answer.get("missing") is True:
             raise LookupError("missing")
         if "error" in answer:
@@ -267,6 +272,20 @@ class Session:
         if not (isinstance(body, dict) and type(body.get("handle")) is int):
             raise wire.WireError("bad handle")
         return Remote(self, {"handle": body["handle"]}, f"<object {body['handle']}>", bool(body.get("callable")))  # fmt: skip
+
+    def pretrained(self, kind: str, files: dict[str, torch.Tensor]) -> Any:
+        """A Remote for a transformers object the sandbox loads from `save_pretrained` files."""
+        enc = wire.Encoder()
+        header = {"op": "pretrained", "kind": kind, "files": enc.encode(files)}
+        value, _ = self.request(header, enc)
+        if not isinstance(value, Remote):
+            raise self._fail("broke the protocol")
+        return value
+
+    def forbid(self, paths: list[str]) -> None:
+        """Watch every later call for these library paths (`watch`); forget earlier hits."""
+        self.request({"op": "forbid", "paths": list(paths)})
+        self.library_hits.clear()
 
     def lookup(self, name: str) -> Any:
         """The value of a notebook name, or a Remote for it; LookupError if it is not defined."""
@@ -346,6 +365,24 @@ class Remote:
 
     def __repr__(self) -> str:
         return f"<submission's {self._label}>"
+
+
+def in_submission(like: Any, obj: Any) -> Any:
+    """A transformers model or tokenizer `obj` where the submission's `like` runs: `obj` itself in
+    a notebook kernel; in the grader, a copy loaded in `like`'s sandbox from `obj`'s files."""
+    if not isinstance(like, Remote):
+        return obj
+    import tempfile
+    from pathlib import Path
+
+    from transformers import PreTrainedTokenizerBase
+
+    kind = "tokenizer" if isinstance(obj, PreTrainedTokenizerBase) else "masked_lm"
+    with tempfile.TemporaryDirectory() as tmp:
+        obj.save_pretrained(tmp)
+        files = {p.name: bytearray(p.read_bytes()) for p in Path(tmp).iterdir() if p.is_file()}
+    files = {n: torch.frombuffer(b, dtype=torch.uint8) if b else torch.zeros(0, dtype=torch.uint8) for n, b in files.items()}  # fmt: skip
+    return like._session.pretrained(kind, files)
 
 
 def _ref_of(value: Any) -> dict:

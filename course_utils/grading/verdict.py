@@ -14,8 +14,11 @@ nothing about the secret or about another test's inputs.
 
 Points: otter's per-test-case points (`points:` in a test's config; form checks are worth 0). A
 test case named `test_<question>_rule_...` states a rule of the question ("write the loss
-yourself"): when it fails, the whole question scores 0. A question whose function the notebook
-does not define scores 0 and says so. A failure whose message has no words (a bare
+yourself"): when it fails, the whole question scores 0. The library paths a rule case passes to
+`library_uses` are also watched while the code runs: every call the tests make into the
+submission for that question runs under the sandbox's `watch`, and a call that reaches forbidden
+code zeroes the question too. A question whose function the notebook does not define scores 0 and
+says so. A failure whose message has no words (a bare
 `AssertionError`, a raw tuple) is reported by the test case's name in words.
 """
 
@@ -90,6 +93,41 @@ def load_tests(sources: dict[str, str], secret: int = 0) -> list[Any]:
 
     tests = [ExceptionTestFile.from_string(seeded(s, secret), path=n) for n, s in sources.items()]
     return sorted(tests, key=lambda t: t.name)
+
+
+def forbidden_paths(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Question name -> the library paths its rule cases forbid: the string lists they pass to
+    `library_uses`, literally or through a name assigned a literal list in the case."""
+    found: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        paths: list[str] = []
+        for case in ast.walk(ast.parse(source)):
+            if not (isinstance(case, ast.FunctionDef) and RULE_CASE.match(case.name)):
+                continue
+            lists = {
+                n.targets[0].id: n.value
+                for n in ast.walk(case)
+                if isinstance(n, ast.Assign)
+                and len(n.targets) == 1
+                and isinstance(n.targets[0], ast.Name)
+                and isinstance(n.value, ast.List)
+            }
+            for call in ast.walk(case):
+                if not (
+                    isinstance(call, ast.Call)
+                    and getattr(call.func, "id", getattr(call.func, "attr", None)) == "library_uses"
+                    and len(call.args) == 2
+                ):
+                    continue
+                arg = call.args[1]
+                arg = lists.get(arg.id, arg) if isinstance(arg, ast.Name) else arg
+                if isinstance(arg, ast.List):
+                    for item in arg.elts:
+                        if isinstance(item, ast.Constant) and type(item.value) is str:
+                            if item.value not in paths:
+                                paths.append(item.value)
+        found[Path(name).stem] = paths
+    return found
 
 
 def questions(sources: dict[str, str]) -> dict[str, float]:
@@ -172,6 +210,7 @@ class Grader:
         limits: isolation.Limits | None = None,
     ) -> None:
         self.sources, self.isolated, self.timeout = sources, isolated, timeout
+        self.forbidden = forbidden_paths(sources)
         self.secret, self.profile = secret, profile
         self.limits = limits or isolation.Limits(cpu_seconds=int(4 * timeout) + 60)
 
@@ -222,6 +261,10 @@ class Grader:
             why = "the time limit was spent" if session.gone == "timeout" else "the sandbox stopped"
             lines += [f"{test.name}: 0 / {possible:g}", f"  not tested: {why} earlier"]
             return 0.0
+        try:  # the question's forbidden library, watched in every call its tests make
+            session.forbid(self.forbidden.get(test.name, []))
+        except SandboxGone:
+            pass
         env = {}
         for name in _parameters(test):
             try:
@@ -236,6 +279,11 @@ class Grader:
             crash = f"the submission {session.gone.replace('timeout', 'timed out')} while this question was tested"  # fmt: skip
             lines += [f"{test.name}: 0 / {possible:g}", f"  scored 0: {crash}"]
             return 0.0
+        reached = sorted(session.library_hits)
+        if reached:
+            score = 0.0
+            own[0] = f"{test.name}: 0 / {possible:g}"
+            own.insert(1, f"  scored 0: while it was tested, it ran {', '.join(reached)}, which the question forbids")  # fmt: skip
         lines += own
         return score
 
