@@ -260,6 +260,7 @@ def test_class_reports_from_a_folder(tmp_path: Path) -> None:
     (subs / "bob.ipynb").write_text("not a notebook")
     (subs / "link.ipynb").symlink_to(subs / "alice.ipynb")
     out = _out(tmp_path, [["alice", "3", "2", "", "", "5", "ok"], ["bob", "0", "0", "", "", "0", "unreadable"]])  # fmt: skip
+    report.record_answers(out, subs, MASTER)  # as `course-grade` does before grading
     text = report.write_class_reports("ex1_infonce", subs, out, MASTER)
     assert "my written answer" in (out / "written" / "q2b.html").read_text()
     assert json.loads((out / "questions.json").read_text())["written"] == WRITTEN

@@ -4,13 +4,20 @@ Every directory entry gets exactly one row in OUT/grades.csv (symbolic links, fo
 unreadable files included, as `error` rows; links are never followed), keyed by a student id: the
 file name without its extension, NFC-normalised; entries whose ids collide get `error` rows, never
 a grade. Names that cannot be file names (too long, control characters) get feedback and log files
-named by a readable prefix and a hash (`escape.file_stem`). Each notebook's code cells run in a sandbox (`isolation`, `sandbox`) that only answers
-requests in plain data; the tests run here and compute the verdict (`verdict`). Rows are appended to
-OUT/grades.csv.partial as they finish (flushed to disk) and OUT/grades.csv is written atomically at
-the end, sorted by file name; neither holds timings, so rerunning with the same `--seed` gives the
-same CSV. Feedback goes to OUT/feedback/<student>.txt, the sandbox's (capped) output to
-OUT/logs/<student>.txt. Text of a submission is escaped for where it lands (`escape`): quoted
-lines in feedback, visible escapes in logs, no formula in CSV.
+named by a readable prefix and a hash (`escape.file_stem`). Each notebook's code cells run in a
+sandbox (`isolation`, `sandbox`) that only answers requests in plain data; the tests run here and
+compute the verdict (`verdict`). Rows are appended to OUT/grades.csv.partial as they finish (flushed
+to disk) and OUT/grades.csv is written atomically at the end, sorted by file name; neither holds
+timings, so regrading a notebook under the same secret gives the same row. Feedback goes to
+OUT/feedback/<student>.txt, the sandbox's (capped) output to OUT/logs/<student>.txt. Text of a
+submission is escaped for where it lands (`escape`): quoted lines in feedback, visible escapes in
+logs, no formula in CSV.
+
+OUT/run.json saves the exercise, the bundle's hash, the secret and the profile before grading
+(`regrade`). Grading into an OUT that holds grades is a regrade: it refuses another exercise, bundle,
+profile or `--seed`, reuses the saved secret, and merges by student: this run's rows replace those
+of the same students (keeping their hand-graded written scores), every other row stays, and the
+rows of an interrupted run's partial file count as earlier rows.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import argparse
 import csv
 import hashlib
 import os
-import secrets
 import stat
 import sys
 import tempfile
@@ -38,6 +44,7 @@ from course_utils.grading import (
     gradescope,
     isolation,
     otter_cells,
+    regrade,
     report,
     verdict,
     written,
@@ -120,20 +127,25 @@ def digest(data: bytes) -> str:
 
 
 class Bookkeeper:
-    """Rows appended (and flushed) as submissions finish; grades.csv written atomically at the end."""
+    """This run's rows, appended (and flushed) to a partial file as they finish; merged into grades.csv at the end."""  # fmt: skip
 
-    def __init__(
-        self, out: Path, points: dict[str, float], exercise: str, written: dict[str, float]
-    ) -> None:
-        self.out, self.points, self.exercise, self.written = out, points, exercise, written
-        for sub in ("feedback", "logs"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        self.header = ["student", "file", *points, *written, "total", "status"]
-        self.partial = out / "grades.csv.partial"
+    def __init__(self, out: Path, exercise: str, questions: dict[str, dict[str, float]]) -> None:
+        self.out, self.exercise, self.questions = out, exercise, questions
+        self.points, self.written = questions["autograded"], questions["written"]
+        self.header = ["student", "file", *self.points, *self.written, "total", "status"]
+        self.partial = out / regrade.PARTIAL_FILE
+        self.earlier, self.kept = regrade.earlier_rows(out, self.header, questions)
         self._lock = threading.Lock()
+        self.rows: list[dict[str, str]] = []
+
+    def start(self) -> None:
+        """Fold an interrupted run's partial file into grades.csv, then start this run's."""
+        for sub in ("feedback", "logs"):
+            (self.out / sub).mkdir(parents=True, exist_ok=True)
+        if self.partial.is_file():
+            written.write_grades(self.out, self.header, self.earlier)
         with open(self.partial, "w", newline="") as f:
             csv.writer(f, lineterminator="\n").writerow(self.header)
-        self.rows: list[tuple[str, list[str]]] = []
 
     def row(self, o: Outcome) -> list[str]:
         """The CSV row of an outcome."""
@@ -158,25 +170,26 @@ class Bookkeeper:
                 csv.writer(f, lineterminator="\n").writerow(row)
                 f.flush()
                 os.fsync(f.fileno())
-            self.rows.append((o.file, row))
+            self.rows.append(dict(zip(self.header, row, strict=True)))
             path = self.out / "feedback" / o.feedback_name
             path.parent.mkdir(exist_ok=True)
             path.write_text(escape.log_text("\n".join(header + o.feedback) + "\n"))
+            log = self.out / "logs" / o.feedback_name
             if o.log:
-                (self.out / "logs" / o.feedback_name).write_text(escape.log_text(o.log))
+                log.write_text(escape.log_text(o.log))
+            else:  # no log of an earlier grading may pass for this one's
+                log.unlink(missing_ok=True)
 
     def finish(self) -> None:
-        """Write grades.csv (sorted by file) atomically and remove the partial file."""
-        tmp = self.out / "grades.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(self.header)
-            for _, row in sorted(self.rows, key=lambda r: r[0]):
-                writer.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.out / "grades.csv")
+        """Write grades.csv atomically: the earlier rows merged with this run's by student; remove the partial file."""  # fmt: skip
+        rows, kept = regrade.merge(self.earlier, self.rows, self.questions)
+        written.write_grades(self.out, self.header, rows)
         self.partial.unlink()
+        if self.earlier:
+            print(f"{self.out / 'grades.csv'}: {len(rows) - len(self.rows)} rows of earlier runs kept, {len(self.rows)} from this run", file=sys.stderr)  # fmt: skip
+        if self.kept or kept:
+            students = ", ".join(sorted(set(self.kept + kept)))
+            print(f"regraded students whose written scores were kept (check them again): {students}", file=sys.stderr)  # fmt: skip
 
 
 def grade_entry(
@@ -226,7 +239,7 @@ def grade_folder(
     unsafe_no_isolation: bool = False,
     master: Path | None = None,
 ) -> list[Outcome]:
-    """Grade every entry directly inside `submissions`; write OUT/grades.csv, feedback/ and logs/."""
+    """Grade every entry directly inside `submissions` into OUT (run.json, grades.csv, feedback/, logs/)."""
     from tqdm import tqdm
 
     bundle = Path(bundle or AUTOGRADER_DIR / f"{exercise}.zip").resolve()
@@ -251,7 +264,10 @@ def grade_folder(
     bundle_hash = digest(bundle_bytes)
     sources = verdict.read_test_sources(bundle)
     points = verdict.questions(sources)  # the bundle is read once; its hash is checked later
-    secret = secrets.randbelow(2**31 - 1) + 1 if seed is None else seed
+    written_points = {q.name: q.points for q in written.written_questions(master)}
+    profile = os.environ.get("COURSE_PROFILE", "ci")
+    run = regrade.settle(out, exercise, bundle_hash, profile, seed)
+    books = Bookkeeper(out, exercise, {"autograded": points, "written": written_points})
 
     def check_bundle() -> None:
         if digest(bundle.read_bytes()) != bundle_hash:
@@ -261,14 +277,16 @@ def grade_folder(
         sources,
         isolated=bwrap is not None,
         timeout=timeout,
-        secret=secret,
-        profile=os.environ.get("COURSE_PROFILE", "ci"),
+        secret=run["secret"],
+        profile=profile,
     )
     names = sorted(os.listdir(submissions))
     ids = student_ids(names)
-    written_points = {q.name: q.points for q in written.written_questions(master)}
-    books = Bookkeeper(out, points, exercise, written_points)
+    out.mkdir(parents=True, exist_ok=True)  # nothing is written before every check has passed
+    regrade.save_run(out, run, submissions)
+    books.start()
     written.write_questions(out, exercise, points, written_points)
+    report.record_answers(out, submissions, master)
     what = why if bwrap else "NONE (--unsafe-no-isolation)"
     print(f"grading {len(names)} entries for {exercise}; isolation: {what}", file=sys.stderr)
     if bwrap:
@@ -343,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-j", "--jobs", type=int, default=1, help="notebooks graded at once")
     parser.add_argument(
-        "--seed", type=int, help="secret added to the tests' seeds (default: drawn per run)"
+        "--seed",
+        type=int,
+        help="secret added to the tests' seeds (default: the one in OUT/run.json, else drawn)",
     )
     parser.add_argument(
         "--master", type=Path, help="master notebook (default solutions/EXERCISE.ipynb)"

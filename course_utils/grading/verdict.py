@@ -7,8 +7,8 @@ passed and failed cases into points. Nothing that comes back from the sandbox is
 use this process's untouched torch, numpy and builtins.
 
 Per-run secret inputs: every integer literal seed in a test (`manual_seed(3)`, `default_rng(0)`,
-`np.random.seed(1)`) is replaced by a hash of itself and a secret drawn once per grading run
-(`--seed` fixes it), and the global RNGs are reseeded from it before each question, so a submission
+`np.random.seed(1)`) is replaced by a hash of itself and a secret drawn once per output folder
+(`--seed` fixes it; saved in OUT/run.json for regrades), and the global RNGs are reseeded from it before each question, so a submission
 cannot hard-code the outputs the public masters' tests expect, and an input it receives reveals
 nothing about the secret or about another test's inputs.
 

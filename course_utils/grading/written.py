@@ -4,7 +4,8 @@
 rubric). `answers(nb, questions)` finds a submission's answer to each: the cells between otter's
 `<!-- BEGIN QUESTION -->` and `<!-- END QUESTION -->` markers after the question's prompt.
 `write_pages` gathers one question across the class in OUT/written/<question>.html (every text
-escaped: answers are the students' own) with a score sheet OUT/written/scores.csv to fill in, and
+escaped: answers are the students' own) with a score sheet OUT/written/scores.csv to fill in, from
+the answers stored in OUT/written/answers.json (`read_answers`, `write_answers`), and
 `merge` adds a filled sheet to OUT/grades.csv, refusing unknown students, unknown questions and
 scores outside [0, points].
 """
@@ -27,6 +28,7 @@ from course_utils.grading.escape import csv_cell
 BEGIN, END = "<!-- BEGIN QUESTION -->", "<!-- END QUESTION -->"
 PLACEHOLDER = "_Type your answer here, replacing this text._"
 QUESTIONS_FILE = "questions.json"  # in OUT: the exercise and the points of every question
+ANSWERS_FILE = "answers.json"  # in OUT/written: every student's answers, kept across runs
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,20 @@ def write_questions(out: Path, exercise: str, autograded: dict, written: dict) -
     """Write OUT/questions.json."""
     data = {"exercise": exercise, "autograded": autograded, "written": written}
     (out / QUESTIONS_FILE).write_text(json.dumps(data, indent=1) + "\n")
+
+
+def read_answers(out: Path) -> dict[str, dict[str, str]]:
+    """OUT/written/answers.json: student -> question -> answer, of every student graded into OUT."""
+    path = out / "written" / ANSWERS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_answers(out: Path, answers: dict[str, dict[str, str]]) -> None:
+    """Write OUT/written/answers.json."""
+    (out / "written").mkdir(parents=True, exist_ok=True)
+    (out / "written" / ANSWERS_FILE).write_text(
+        json.dumps(answers, indent=1, sort_keys=True) + "\n"
+    )
 
 
 def read_grades(out: Path) -> tuple[list[str], list[dict[str, str]]]:
