@@ -77,7 +77,7 @@ def _through_files(run: Any) -> dict[str, Any]:
 
 
 def _untrained(run: Any) -> dict[str, Any]:
-    model, _ = build(RECIPE, torch.zeros(2, 3, 16, 16, dtype=torch.uint8))
+    model, _ = build(RECIPE, load_images("shapes", "train", size=16, count=2000)[0])
     return {"q4_settings": dataclasses.asdict(RECIPE), "q4_weights": model.state_dict()}
 
 
