@@ -9,8 +9,8 @@ plain-data arguments), `vjp` (the gradient of a call's outputs with respect to i
 grader's own autograd can run through a student's function), `pretrained` (load a transformers
 model or tokenizer of the grader's from its files, so a test can hand the student's function an
 object the notebook never touched) and `forbid` (the library paths the question being tested
-forbids: later calls run under `watch`, and answers list the paths reached). Answers are plain data (`wire`);
-any other object stays here, and the grader only gets a numbered handle to it.
+forbids: later requests run under `watch`, and answers list the paths reached). Answers are plain
+data (`wire`); any other object stays here, and the grader only gets a numbered handle to it.
 
 Nothing in here is trusted: the student's code runs in this process and may rewrite any of it. It
 decides no verdict: the grader computes every verdict from the plain data this process sends.
@@ -82,7 +82,7 @@ class Server:
         enc = wire.Encoder(self.make_ref)
         if op == "get":
             try:
-                value = self.target(request)
+                value = self.watch.run(lambda: self.target(request))  # a property runs code too
             except (NameError, AttributeError):
                 return {"missing": True}, b""
             return {"value": enc.encode(value)}, enc.blob()
