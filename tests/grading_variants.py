@@ -4,16 +4,22 @@
 `course-grade` reads, seeds replaced under a secret) and scores one question for a variant: the
 variant's source runs as a module in this process (its functions stand for the notebook's names),
 and `verdict.score_question` runs the question's test cases against them, rules included.
+`master_cell` gives a master's cells (given code, answers) for a variant's module to run first.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
+from course_utils.grading import generate as gen
 from course_utils.grading import verdict
 
 SECRET = 2026
@@ -54,3 +60,17 @@ def _load(source: str, folder: Path) -> Any:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@functools.cache
+def _code_cells(name: str) -> tuple[str, ...]:
+    nb = nbformat.read(gen.SOLUTIONS_DIR / f"{name}.ipynb", as_version=4)
+    return tuple(c.source for c in nb.cells if c.cell_type == "code")
+
+
+def master_cell(name: str, first_line: str) -> str:
+    """The code cell of master `name` that starts with `first_line`, as a solved notebook runs it
+    (solution markers removed): a variant's module takes the master's given code from here."""
+    (source,) = [s for s in _code_cells(name) if s.startswith(first_line)]
+    lines = [ln for ln in source.split("\n") if not re.match(r"\s*# (BEGIN|END) SOLUTION", ln)]
+    return re.sub(r"\s*# SOLUTION$", "", "\n".join(lines), flags=re.MULTILINE) + "\n\n"

@@ -1,7 +1,11 @@
-"""Exercise 3's q1 and q2 grades track correctness, the same under any secret: wrong answers lose
-at least half, other correct styles keep everything, delegation scores 0. Scored through the
-grader's verdict code (`Questions`); q3 and q4 (which train) are graded end to end in
-test_ex3_wrong_answers.py.
+"""Exercise 3's q1, q2 and q3 grades track correctness, the same under any secret: wrong answers
+lose at least half, other correct styles keep everything, delegation scores 0. Scored through the
+grader's verdict code (`Questions`); q4 (which trains for minutes) is graded end to end in
+test_ex3_wrong_answers.py, with the master and some of these wrong answers.
+
+A q3 variant (`train_step`) runs between the master's given cells and answers it builds on (the
+imports, the images, q1's loss, q2's views) and the given cell of q3 (`Q3_CONFIG`, `q3_run`,
+`losses`), all read from the master itself.
 """
 
 from __future__ import annotations
@@ -10,19 +14,33 @@ import pytest
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
-from grading_variants import Questions  # noqa: E402
+from grading_variants import Questions, master_cell  # noqa: E402
 from test_ex3_wrong_answers import WRONG as END_TO_END_WRONG  # noqa: E402
 
 from course_utils.grading import generate as gen  # noqa: E402
 
 NAME = "ex3_simclr"
-POINTS = {"q1": 3.0, "q2": 2.0}
+POINTS = {"q1": 3.0, "q2": 2.0, "q3": 2.0}
 HEAD = "import torch\nimport torch.nn.functional as F\n\n"
 SEEDED = """
 
 def two_views_seeded(x, seed):
     return two_views(x, torch.Generator().manual_seed(seed))
 """
+
+
+# q3's train_step runs after these cells of the master and before its q3 cell (q3_run, losses)
+Q3_BEFORE = "".join(
+    master_cell(NAME, line)
+    for line in (
+        "import time",
+        "P = profile()",
+        "def nt_xent_scratch(",
+        "def two_views(",
+        "def two_views_seeded(",
+    )
+)
+Q3_AFTER = master_cell(NAME, "Q3_CONFIG")
 
 CORRECT = {
     "q1": {
@@ -103,6 +121,48 @@ def two_views(x, generator):
     return views[0], views[1]
 """,
     },
+    "q3": {
+        "master": master_cell(NAME, "def train_step("),
+        "zero_grad_first_views_one_by_one": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    optimizer.zero_grad(set_to_none=True)
+    first, second = two_views(images.float().div(255), generator)
+    first = (first - model.mean) / model.std
+    second = (second - model.mean) / model.std
+    _, z = model(torch.cat((first, second), dim=0))
+    loss = nt_xent_scratch(z[: len(images)], z[len(images) :], temperature=temperature)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+""",
+        "own_loss_inline": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    v1, v2 = two_views(images / 255.0, generator)
+    _, z = model(torch.cat([v1, v2]).sub(model.mean).div(model.std))
+    z = F.normalize(z, dim=1)
+    n = len(images)
+    logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    partner = torch.arange(2 * n).roll(n)
+    loss = -logits.log_softmax(dim=1)[torch.arange(2 * n), partner].mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+""",
+        "value_kept_before_backward": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    x = images.to(torch.float32) / 255
+    _, z = model((torch.cat(two_views(x, generator)) - model.mean) / model.std)
+    z1, z2 = torch.split(z, len(x))
+    loss = nt_xent_scratch(z1, z2, temperature)
+    value = loss.detach().item()
+    for p in model.parameters():
+        p.grad = None
+    loss.backward()
+    optimizer.step()
+    return value
+""",
+    },
 }
 ONE_CROP_PER_BATCH = """
 def two_views(x, generator):
@@ -131,7 +191,56 @@ def nt_xent_scratch(z1, z2, temperature=0.5):
 """,
     },
     "q2": {**END_TO_END_WRONG["q2"], "one_crop_per_batch": ONE_CROP_PER_BATCH},
+    "q3": {
+        **END_TO_END_WRONG["q3"],
+        "loss_after_the_update": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    v1, v2 = two_views(images.float() / 255, generator)
+    views = (torch.cat([v1, v2]) - model.mean) / model.std
+    _, z = model(views)
+    loss = nt_xent_scratch(*z.chunk(2), temperature)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        return nt_xent_scratch(*model(views)[1].chunk(2), temperature).item()
+""",
+        "one_view_twice": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    v1, _ = two_views(images.float() / 255, generator)
+    _, z = model((torch.cat([v1, v1]) - model.mean) / model.std)
+    loss = nt_xent_scratch(*z.chunk(2), temperature)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+""",
+        "pixels_not_scaled": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    v1, v2 = two_views(images.float(), generator)
+    _, z = model((torch.cat([v1, v2]) - model.mean) / model.std)
+    loss = nt_xent_scratch(*z.chunk(2), temperature)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+""",
+    },
 }
+
+# A wrong q3 answer that keeps full marks, a gap of the master's hidden test: it runs q3_run at
+# temperature 0.5, the loss's default, so a train_step that drops its temperature matches the
+# reference. Once the hidden test catches it, the strict xfail below fails: move it to WRONG.
+TEMPERATURE_IGNORED = """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    v1, v2 = two_views(images.float() / 255, generator)
+    _, z = model((torch.cat([v1, v2]) - model.mean) / model.std)
+    loss = nt_xent_scratch(*z.chunk(2))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+"""
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +250,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _source(question: str, answer: str) -> str:
+    if question == "q3":
+        return Q3_BEFORE + answer + "\n\n" + Q3_AFTER
     return HEAD + answer + (SEEDED if question == "q2" else "")
 
 
@@ -162,3 +273,16 @@ def test_wrong_answer_loses_at_least_half(question: str, variant: str, secret: i
     assert score <= POINTS[question] / 2, questions.feedback
     if "delegates" in variant:
         assert score == 0, questions.feedback
+
+
+@pytest.mark.xfail(strict=True, reason="q3's hidden test runs at the loss's default temperature")
+def test_q3_ignoring_the_temperature_loses_at_least_half(bundle) -> None:
+    questions = Questions(*bundle)
+    score = questions.score("q3", _source("q3", TEMPERATURE_IGNORED))
+    assert score <= POINTS["q3"] / 2, questions.feedback
+
+
+def test_every_question_has_three_of_each() -> None:
+    for question in POINTS:
+        others = [v for v in CORRECT[question] if v != "master"]
+        assert len(others) >= 3 and len(WRONG[question]) >= 3, question
