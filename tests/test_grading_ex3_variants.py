@@ -225,13 +225,9 @@ def train_step(model, optimizer, images, generator, temperature=0.5):
     optimizer.step()
     return loss.item()
 """,
-    },
-}
-
-# A wrong q3 answer that keeps full marks, a gap of the master's hidden test: it runs q3_run at
-# temperature 0.5, the loss's default, so a train_step that drops its temperature matches the
-# reference. Once the hidden test catches it, the strict xfail below fails: move it to WRONG.
-TEMPERATURE_IGNORED = """\
+        # The loss at its default temperature whatever train_step is given (the hidden test runs
+        # at 0.3, not at the default 0.5, to tell).
+        "temperature_ignored": """\
 def train_step(model, optimizer, images, generator, temperature=0.5):
     v1, v2 = two_views(images.float() / 255, generator)
     _, z = model((torch.cat([v1, v2]) - model.mean) / model.std)
@@ -240,7 +236,9 @@ def train_step(model, optimizer, images, generator, temperature=0.5):
     loss.backward()
     optimizer.step()
     return loss.item()
-"""
+""",
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -273,13 +271,6 @@ def test_wrong_answer_loses_at_least_half(question: str, variant: str, secret: i
     assert score <= POINTS[question] / 2, questions.feedback
     if "delegates" in variant:
         assert score == 0, questions.feedback
-
-
-@pytest.mark.xfail(strict=True, reason="q3's hidden test runs at the loss's default temperature")
-def test_q3_ignoring_the_temperature_loses_at_least_half(bundle) -> None:
-    questions = Questions(*bundle)
-    score = questions.score("q3", _source("q3", TEMPERATURE_IGNORED))
-    assert score <= POINTS["q3"] / 2, questions.feedback
 
 
 def test_every_question_has_three_of_each() -> None:
