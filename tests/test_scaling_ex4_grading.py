@@ -19,12 +19,40 @@ import pytest
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
 from submissions import answered, solved  # noqa: E402
-from test_grading_ex4_variants import ANSWER, CORRECT, POINTS, WRONG  # noqa: E402
+from test_grading_ex4_variants import ANSWER, CORRECT, POINTS, Q1_TAIL, WRONG  # noqa: E402
 
 from course_utils.grading import generate as gen  # noqa: E402
 from course_utils.grading import grade  # noqa: E402
 
 NAME = "ex4_pythia_scaling"
+# Wrong answers only a sandbox can catch: q1's definition calls nothing but np.polyfit, which another
+# part of the cell rebinds to the library's fit (the static check reads the definition only; the
+# grader's watch sees the call into course_utils.scaling while q1 is tested).
+RUN_TIME_ONLY = {
+    "q1": {
+        "patched_numpy_delegates": """\
+import course_utils.scaling as _lib
+
+_real_polyfit = np.polyfit
+
+
+def _polyfit(x, y, deg, *args, **kwargs):
+    if deg == -1:  # the answer's own call
+        law = _lib.fit_power_law(x, y)
+        return law.exponent, np.log(law.coef)
+    return _real_polyfit(x, y, deg, *args, **kwargs)
+
+
+np.polyfit = _polyfit
+
+
+def fit_power_law_scratch(x, y):
+    k, log_c = np.polyfit(x, y, -1)
+    return float(np.exp(log_c)), float(k)
+"""
+        + Q1_TAIL
+    }
+}
 # file -> (question whose answer cell is replaced, its variant, whether it is a wrong one)
 CASES = {
     "solved": (None, None, False),
@@ -35,6 +63,7 @@ CASES = {
         ("q4", "pure_power_law"),
         ("q5", "no_margin"),
         ("q6", "summed_stderrs"),
+        ("q1", "patched_numpy_delegates"),
     ]},
     **{f"{q}_{v}": (q, v, False) for q, v in [
         ("q2", "scipy_special_bfgs"),
@@ -49,7 +78,8 @@ def _submission(question: str | None, variant: str | None, wrong: bool) -> nbfor
     nb = solved(NAME)
     if question is None:
         return nb
-    return answered(nb, ANSWER[question], (WRONG if wrong else CORRECT)[question][variant])
+    wrongs = WRONG[question] | RUN_TIME_ONLY.get(question, {})
+    return answered(nb, ANSWER[question], (wrongs if wrong else CORRECT[question])[variant])
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +112,8 @@ def test_case_scores(case: str, graded: tuple[dict[str, dict], dict[str, float]]
     row = rows[case]
     assert row["status"] == "ok", row
     question, _, wrong = CASES[case]
-    if wrong:  # the wrong answer loses at least half of its own question
-        assert float(row[question]) <= points[question] / 2, row
+    if wrong:  # the wrong answer loses at least half of its own question, a delegation all
+        assert float(row[question]) <= (0 if "delegates" in case else points[question] / 2), row
     else:  # the master and other correct methods: full marks everywhere
         assert {q: float(row[q]) for q in points} == points, row
 
