@@ -189,10 +189,25 @@ from course_utils.losses import nt_xent as _loss
 def nt_xent_scratch(z1, z2, temperature=0.5):
     return _loss(z1, z2, temperature=temperature)
 """,
+        "right_shaped_stub": """
+def nt_xent_scratch(z1, z2, temperature=0.5):
+    return (z1.sum() + z2.sum()) * 0.0 + 4.0
+""",
     },
-    "q2": {**END_TO_END_WRONG["q2"], "one_crop_per_batch": ONE_CROP_PER_BATCH},
+    "q2": {
+        **END_TO_END_WRONG["q2"],
+        "one_crop_per_batch": ONE_CROP_PER_BATCH,
+        "identity_stub": """
+def two_views(x, generator):
+    return x.clone(), x.clone()
+""",
+    },
     "q3": {
         **END_TO_END_WRONG["q3"],
+        "constant_stub": """\
+def train_step(model, optimizer, images, generator, temperature=0.5):
+    return 4.0
+""",
         "loss_after_the_update": """\
 def train_step(model, optimizer, images, generator, temperature=0.5):
     v1, v2 = two_views(images.float() / 255, generator)
@@ -269,7 +284,7 @@ def test_wrong_answer_loses_at_least_half(question: str, variant: str, secret: i
     questions = Questions(*bundle, secret=secret)
     score = questions.score(question, _source(question, WRONG[question][variant]))
     assert score <= POINTS[question] / 2, questions.feedback
-    if "delegates" in variant:
+    if "delegates" in variant or "stub" in variant:
         assert score == 0, questions.feedback
 
 
