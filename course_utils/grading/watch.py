@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 TAMPERING = "the grader's call monitor (sys.setprofile)"
+_THREADING_SETPROFILE = threading.setprofile.__code__
 
 
 def _resolve(path: str) -> Any:
@@ -73,14 +74,14 @@ class Watch:
             self.builtins[id(obj)] = path
 
     def _match(self, code: types.CodeType) -> str | None:
-        path = self.codes.get(code) or self.places.get((code.co_filename, code.co_firstlineno))
-        if path is None:
-            path = self.files.get(code.co_filename)
-        if path is None and self.folders:
-            for folder, name in self.folders.items():
-                if code.co_filename.startswith(folder):
-                    return name
-        return path
+        """The forbidden path `code` belongs to, if any."""
+        file = code.co_filename
+        path = (
+            self.codes.get(code)
+            or self.places.get((file, code.co_firstlineno))
+            or self.files.get(file)
+        )
+        return path or next((p for f, p in self.folders.items() if file.startswith(f)), None)
 
     def hook(self, frame: types.FrameType, event: str, arg: Any) -> None:
         """The profile function: note a call into forbidden code, or into setprofile."""
@@ -115,6 +116,3 @@ class Watch:
             threading.setprofile(None)
             if not still:
                 self.hits.add(TAMPERING)
-
-
-_THREADING_SETPROFILE = threading.setprofile.__code__
