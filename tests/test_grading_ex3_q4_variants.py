@@ -22,27 +22,26 @@ import torch
 
 pytest.importorskip("otter", reason="grading needs the instructor extra (otter-grader)")
 
-from grading_variants import Questions  # noqa: E402
+from grading_variants import Questions, master_cell  # noqa: E402
 
 from course_utils.data import load_images  # noqa: E402
 from course_utils.grading import generate as gen  # noqa: E402
+from course_utils.runtime import profile  # noqa: E402
 from course_utils.train import SimCLRConfig, build, train_simclr  # noqa: E402
 
 NAME = "ex3_simclr"
 POINTS = 3.0
-# The master's q4 recipe (its ci profile).
-RECIPE = SimCLRConfig(
-    epochs=15,
-    batch_size=64,
-    lr=0.25,
-    temperature=0.2,
-    width=8,
-    proj_hidden=128,
-    crop_scale=(0.5, 1.0),
-    jitter=(0.4, 0.4, 0.4, 0.5),
-    warmup_epochs=1.0,
-    progress=False,
-)
+
+
+def _master_recipe() -> SimCLRConfig:
+    """The master's q4 config, read from its answer cell (the part before the training call)."""
+    cell = master_cell(NAME, "# q4_config = SimCLRConfig(").split("start = time.perf_counter()")[0]
+    scope = {"SimCLRConfig": SimCLRConfig, "P": profile()}
+    exec(cell, scope)
+    return scope["q4_config"]
+
+
+RECIPE = _master_recipe()
 
 
 @pytest.fixture(scope="module")
